@@ -1,0 +1,1 @@
+"""ClickHouse for OpenTrace: the client boundary (`client`) and the migration runner."""

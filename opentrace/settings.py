@@ -1,0 +1,159 @@
+"""Django settings. Every value comes from `opentrace.config.load_config(os.environ)`.
+
+Defaults run a bare checkout with no servers: SQLite, the filesystem Celery broker and the
+embedded ClickHouse engine, all under the data dir. Production sets the variables of
+SPEC §3 (see `.env.example`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from opentrace import secrets as generated
+from opentrace.config import load_config
+from opentrace.version import running_version
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+CONFIG = load_config(os.environ, BASE_DIR)
+
+DATA_DIR = CONFIG.data_dir
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+OPENTRACE_VERSION = running_version()
+
+DEBUG = CONFIG.debug
+SECRET_KEY = CONFIG.secret_key
+ALLOWED_HOSTS = CONFIG.allowed_hosts
+CSRF_TRUSTED_ORIGINS = CONFIG.csrf_trusted_origins
+
+INSTALLED_APPS = [
+    "opentrace.admin_config.OpenTraceAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "opentrace",
+    "updates",
+    "smtpconfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "opentrace.urls"
+WSGI_APPLICATION = "opentrace.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": CONFIG.database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+if not DEBUG:
+    SESSION_COOKIE_HTTPONLY = True
+    CSRF_COOKIE_HTTPONLY = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    X_FRAME_OPTIONS = "DENY"
+
+# --- OpenTrace update management -------------------------------------------------------
+OPENTRACE_INSTANCE_NAME = CONFIG.instance_name
+OPENTRACE_BASE_URL = CONFIG.base_url
+OPENTRACE_REGISTRY_URL = CONFIG.registry_url
+OPENTRACE_REGISTRY_KEYS = CONFIG.registry_keys
+OPENTRACE_CHANNEL = CONFIG.channel
+OPENTRACE_UPDATE_CHECK_INTERVAL = CONFIG.update_check_interval
+OPENTRACE_TRIGGER_TIMEOUT = CONFIG.trigger_timeout
+OPENTRACE_AGENT_OFFLINE_AFTER = CONFIG.agent_offline_after
+OPENTRACE_AGENT_SECRET = CONFIG.agent_secret or generated.agent_secret(DATA_DIR)
+OPENTRACE_SECRETS_KEY = CONFIG.secrets_keys or generated.secrets_keys(DATA_DIR)
+OPENTRACE_UPDATES_DIR = DATA_DIR / "updates"
+
+CLICKHOUSE = CONFIG.clickhouse
+CLICKHOUSE_CLUSTER = CONFIG.clickhouse_cluster
+# How long a caller waits for the embedded engine while another process holds it.
+CLICKHOUSE_BUSY_TIMEOUT = 10.0
+
+# --- Mail ----------------------------------------------------------------------------
+EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+OPENTRACE_FALLBACK_EMAIL = CONFIG.email_url  # EMAIL_URL, used when no SMTP row is enabled
+DEFAULT_FROM_EMAIL = "OpenTrace <opentrace@localhost>"
+
+# --- Celery --------------------------------------------------------------------------
+CELERY_BROKER_URL = CONFIG.broker_url
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue = DATA_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue / "queue"),
+        "data_folder_out": str(_queue / "queue"),
+        "processed_folder": str(_queue / "processed"),
+        "store_processed": False,
+    }
+    for _folder in ("queue", "processed"):
+        (_queue / _folder).mkdir(parents=True, exist_ok=True)
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Beat fires these every minute; each task decides cheaply whether it is due, so the
+# registry check can follow the install's own jittered interval (see updates.tasks).
+CELERY_BEAT_SCHEDULE = {
+    "check-for-updates": {"task": "updates.tasks.check_for_updates_if_due", "schedule": 60.0},
+    "expire-unclaimed-runs": {"task": "updates.tasks.expire_unclaimed_runs", "schedule": 60.0},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": CONFIG.log_level},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

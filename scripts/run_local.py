@@ -1,0 +1,138 @@
+"""Run OpenTrace locally with embedded defaults: `make run`.
+
+Prepares the database (migrations, the admin account), then supervises the processes a
+local install needs — the web server, the Celery worker with beat, and the host agent in
+`local` mode — restarting one that dies. SIGHUP restarts the web server and the worker
+from the checkout as it now is (the agent's `local` preset sends it during `deploy`);
+SIGINT/SIGTERM stop everything. The supervisor's pid is in `<DATA_DIR>/run/supervisor.pid`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+HOST = os.environ.get("OPENTRACE_HOST", "127.0.0.1")
+PORT = os.environ.get("OPENTRACE_PORT", "8000")
+
+
+def data_dir() -> Path:
+    value = Path(os.environ.get("OPENTRACE_DATA_DIR", "data"))
+    return value if value.is_absolute() else ROOT / value
+
+
+def manage(*args: str) -> None:
+    subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, check=True)
+
+
+def has_command(name: str) -> bool:
+    out = subprocess.run(
+        [PYTHON, "manage.py", "help", "--commands"], cwd=ROOT, capture_output=True, text=True
+    )
+    return name in out.stdout.split()
+
+
+def commands() -> dict[str, list[str]]:
+    procs = {
+        "web": [PYTHON, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"],
+        "worker": [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "opentrace",
+            "worker",
+            "-B",
+            "--pool=solo",
+            "--loglevel=INFO",
+        ],
+    }
+    if (ROOT / "host_agent" / "__main__.py").exists() and os.environ.get("OPENTRACE_RUN_AGENT", "1") != "0":
+        procs["agent"] = [PYTHON, "-m", "host_agent", "run", "--preset", "local", "--project-dir", str(ROOT)]
+    return procs
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = False
+        self.restart_requested = False
+
+    def start(self, name: str) -> None:
+        cmd = commands()[name]
+        env = dict(os.environ, OPENTRACE_BACKEND_URL=f"http://{HOST}:{PORT}")
+        self.children[name] = subprocess.Popen(cmd, cwd=ROOT, env=env)
+
+    def stop(self, name: str, timeout: float = 15.0) -> None:
+        proc = self.children.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def restart_app(self) -> None:
+        print("run_local: restarting web and worker from the current checkout", flush=True)
+        for name in ("web", "worker"):
+            self.stop(name)
+            self.start(name)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        for name in commands():
+            self.start(name)
+        print(
+            f"run_local: OpenTrace is at http://{HOST}:{PORT}/admin/ (health: /healthz); Ctrl-C stops it",
+            flush=True,
+        )
+        while not self.stopping:
+            if self.restart_requested:
+                self.restart_requested = False
+                self.restart_app()
+            for name, proc in list(self.children.items()):
+                if proc.poll() is not None and not self.stopping:
+                    print(f"run_local: {name} exited with {proc.returncode}; restarting in 2 s", flush=True)
+                    time.sleep(2)
+                    self.start(name)
+            time.sleep(0.2)
+        for name in list(self.children):
+            self.stop(name)
+        return 0
+
+    def _on_stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _on_hup(self, signum: int, frame: object) -> None:
+        self.restart_requested = True
+
+
+def main() -> int:
+    os.chdir(ROOT)
+    if has_command("migrate_all"):
+        manage("migrate_all")
+    else:
+        manage("migrate", "--noinput")
+    manage("ensure_admin")
+    run_dir = data_dir() / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = run_dir / "supervisor.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        return Supervisor().run()
+    finally:
+        pid_file.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

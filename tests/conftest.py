@@ -1,0 +1,45 @@
+"""Shared fixtures: named users, and markers that skip with a reason when a service is absent.
+
+Run against real services by setting DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://...
+(`.ci/run` does); without them the suite runs on SQLite and the embedded defaults, and tests
+marked `postgres` or `redis` say why they were skipped.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+
+
+def uses_postgres() -> bool:
+    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+def uses_redis() -> bool:
+    return settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "postgres" in item.keywords and not uses_postgres():
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://..."))
+        if "redis" in item.keywords and not uses_redis():
+            item.add_marker(pytest.mark.skip(reason="needs Redis: set CELERY_BROKER_URL=redis://..."))
+
+
+@pytest.fixture
+def superuser(django_user_model):
+    return django_user_model.objects.create_superuser("root_admin", "root@example.com", "correct-horse-1")
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    """Staff, but without any OpenTrace permission."""
+    return django_user_model.objects.create_user(
+        "viewer", "viewer@example.com", "correct-horse-2", is_staff=True
+    )
+
+
+@pytest.fixture
+def plain_user(django_user_model):
+    return django_user_model.objects.create_user("outsider", "outsider@example.com", "correct-horse-3")
