@@ -12,6 +12,7 @@ import base64
 import binascii
 import ipaddress
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +133,9 @@ class _Reader:
 
 def _database(name: str, url: str) -> dict[str, object]:
     try:
-        config = environ.Env.db_url_config(url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # we report an unknown engine ourselves, below
+            config = environ.Env.db_url_config(url)
     except Exception as exc:  # django-environ raises several types for bad URLs
         raise ConfigError(name, f"not a database URL ({exc})") from None
     if config.get("ENGINE") not in _DATABASE_ENGINES:

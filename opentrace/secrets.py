@@ -52,7 +52,7 @@ def load_or_create(data_dir: Path, name: str, generate) -> str:  # type: ignore[
     except FileNotFoundError:
         pass
     value = generate()
-    tmp = directory / f".{name}.{os.getpid()}.tmp"
+    tmp = directory / f".{name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
