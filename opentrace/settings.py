@@ -121,7 +121,7 @@ CLICKHOUSE_CLUSTER = CONFIG.clickhouse_cluster
 CLICKHOUSE_BUSY_TIMEOUT = 10.0
 
 # --- Mail ----------------------------------------------------------------------------
-EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+EMAIL_BACKEND = "smtpconfig.backend.ConfiguredEmailBackend"
 OPENTRACE_FALLBACK_EMAIL = CONFIG.email_url  # EMAIL_URL, used when no SMTP row is enabled
 DEFAULT_FROM_EMAIL = "OpenTrace <opentrace@localhost>"
 

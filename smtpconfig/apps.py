@@ -6,3 +6,9 @@ from django.apps import AppConfig
 class SmtpConfigConfig(AppConfig):
     name = "smtpconfig"
     verbose_name = "SMTP configuration"
+
+    def ready(self) -> None:
+        # Update notices hang off the update flow's signals; the receivers only enqueue.
+        from updates import notifications
+
+        notifications.connect()
