@@ -1,0 +1,82 @@
+"""`manage.py migrate_all`: Django's `migrate`, then ClickHouse `apply`, under one lock.
+
+PostgreSQL (or SQLite) goes first because its migrations are transactional: a failure
+there leaves nothing half done, and ClickHouse is not touched. The host agent's `migrate`
+step and `make run` call this command. It prints one summary and exits non-zero naming the
+migration that failed. It is never run from `post_migrate`: ClickHouse changes only when an
+operator or the agent asks for it.
+"""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from io import StringIO
+from typing import Any
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
+
+from opentrace.clickhouse import client as clickhouse
+from opentrace.clickhouse import migrator
+from opentrace.clickhouse.errors import MigrationError
+from opentrace.clickhouse.lock import migration_lock
+from opentrace.management.commands.clickhouse_migrate import add_lock_timeout, lock_timeout
+from opentrace.redact import redact
+
+
+def django_plan() -> list[str]:
+    connection = connections[DEFAULT_DB_ALIAS]
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    return [f"{migration.app_label}.{migration.name}" for migration, backwards in plan if not backwards]
+
+
+class Command(BaseCommand):
+    help = "Apply Django's migrations, then ClickHouse's, under the migration lock."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        add_lock_timeout(parser)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        verbose = options["verbosity"] > 1
+        report = self.stdout.write if verbose else (lambda message: None)
+        vendor = connections[DEFAULT_DB_ALIAS].vendor
+        try:
+            with migration_lock(lock_timeout(options)) as lock:
+                planned = self.migrate_django(vendor, verbose)
+                outcome = migrator.apply(lock, report=report)
+        except MigrationError as exc:
+            raise CommandError(str(exc)) from None
+        except clickhouse.ClickHouseError as exc:
+            raise CommandError(f"ClickHouse: {exc}") from None
+        if planned:
+            django_line = f"Django ({vendor}): applied {len(planned)} migration(s): {', '.join(planned)}"
+        else:
+            django_line = f"Django ({vendor}): already up to date"
+        self.stdout.write(f"{django_line}\n{outcome.message}")
+
+    def migrate_django(self, vendor: str, verbose: bool) -> list[str]:
+        planned = django_plan()
+        output = StringIO()
+        try:
+            call_command(
+                "migrate", interactive=False, verbosity=1 if verbose else 0, stdout=output, stderr=output
+            )
+        except Exception as exc:
+            # Django applied the plan in order; the first one still unapplied is the one that failed.
+            try:
+                remaining = set(django_plan())
+            except Exception:
+                remaining = set(planned)
+            failing = next((name for name in planned if name in remaining), "an unknown migration")
+            detail = redact(" ".join(str(exc).split()))[:500] or type(exc).__name__
+            raise CommandError(
+                f"Django migration {failing} failed on {vendor}: {type(exc).__name__}: {detail} "
+                "(ClickHouse was not touched)"
+            ) from None
+        finally:
+            if verbose:
+                self.stdout.write(output.getvalue().rstrip())
+        return planned
