@@ -211,6 +211,9 @@ def classify(exc: BaseException, transport: Transport | None = None) -> MailErro
             f"Server error{where}: {_scrub(_smtp_reply(exc), transport)}",
             permanent=exc.smtp_code >= 500,
         )
+    if isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(exc.__context__, TimeoutError):
+        # smtplib reports a read timeout as "Connection unexpectedly closed: timed out".
+        exc = exc.__context__
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return MailError(
             "disconnected",
