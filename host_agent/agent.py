@@ -1,0 +1,196 @@
+"""The agent: one object wiring the outbox, reporter, heartbeat, runner and watcher together.
+
+`process_once()` is the loop's unit (one pending trigger, or nothing); `run_forever()` only
+loops, waits and checks the stop flag; `once` is `recover()` + `process_once()` + a bounded flush.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from host_agent.backend import BackendClient
+from host_agent.backup import apply_retention, create_backup
+from host_agent.clock import UTC
+from host_agent.config import AgentConfig
+from host_agent.errors import SignatureUnavailable, TriggerRejected
+from host_agent.heartbeat import Heartbeat
+from host_agent.journal import Journal
+from host_agent.lock import FileLock
+from host_agent.outbox import Outbox
+from host_agent.presets import make_preset
+from host_agent.reporter import Reporter
+from host_agent.runner import Runner
+from host_agent.steps import read_version
+from host_agent.trigger import read_trigger, run_id_hint
+from host_agent.watcher import Watcher
+
+logger = logging.getLogger("host_agent")
+FAILED_OUTCOMES = {"failed", "rolled_back"}
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        stop: threading.Event | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.stop = stop or threading.Event()
+        self.now = now
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.backend = BackendClient(config.backend_url, config.secret)
+        self.outbox = Outbox(config.state_dir / "outbox")
+        self.reporter = Reporter(self.outbox, self.backend, now=now)
+        self.heartbeat = Heartbeat(
+            self.backend,
+            lambda: read_version(config.project_dir),
+            interval=config.heartbeat_interval,
+            now=now,
+        )
+        self.runner = Runner(config, self.reporter, self.backend, stop=self.stop, now=now)
+        self.store = self.runner.store
+        self.process_lock = FileLock(config.state_dir / "agent.lock")
+        self.run_lock = FileLock(config.state_dir / "run.lock")
+        self.current_run: str | None = None
+        self._heartbeat_thread: threading.Thread | None = None
+
+    # --- units of work -----------------------------------------------------------------
+    def recover(self) -> str | None:
+        with self.run_lock:
+            outcome = self.runner.recover()
+            if self.runner.recover_orphans() and outcome is None:
+                outcome = "failed"
+            return outcome
+
+    def process_once(self) -> str | None:
+        """Handle the pending trigger, if any: an outcome, "rejected", or None when there was none."""
+        if not self.store.pending():
+            return None
+        with self.run_lock:
+            if not self.store.pending():
+                return None
+            try:
+                trigger = read_trigger(
+                    self.store.trigger,
+                    secret=self.config.secret,
+                    registry_keys=self.config.registry_keys,
+                    running_version=read_version(self.config.project_dir),
+                    now=self.now(),
+                )
+                self.store.claim(trigger)
+            except (TriggerRejected, SignatureUnavailable) as exc:
+                self._reject(str(exc))
+                return "rejected"
+            except FileNotFoundError:
+                return None
+            self.current_run = trigger.run_id
+            try:
+                return self.runner.execute(trigger)
+            finally:
+                self.current_run = None
+
+    def _reject(self, reason: str) -> None:
+        run_id = run_id_hint(self.store.trigger)
+        reused = run_id is not None and self.store.was_used(run_id)
+        self.store.reject(reason, self.now())
+        logger.warning("trigger rejected: %s", reason)
+        # A reused run id belongs to a run that already ended: never write into its history.
+        if run_id is not None and not reused:
+            self.reporter.event(run_id, "run", state="failed", message=f"trigger rejected: {reason}")
+
+    def backup_now(self) -> str:
+        with self.run_lock:
+            tools = make_preset(self.config, lambda step, lines: None).backup_tools()
+            directory = create_backup(
+                tools,
+                from_version=read_version(self.config.project_dir),
+                commit=self.runner.git.head(),
+                log=lambda line: logger.info("%s", line),
+            )
+            apply_retention(self.config.backups_dir, self.config.backup_retention, protect=directory)
+            return str(directory)
+
+    # --- loops -------------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        while not self.stop.is_set():
+            self.heartbeat.beat(busy=self.current_run is not None, run_id=self.current_run)
+            self.stop.wait(self.config.heartbeat_interval)
+
+    def start_background(self) -> None:
+        self.reporter.start()
+        self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._heartbeat_thread.start()
+
+    def stop_background(self) -> None:
+        self.stop.set()
+        self.reporter.stop()
+
+    def run_forever(self, *, use_inotify: bool = True) -> int:
+        self.process_lock.acquire()
+        watcher = Watcher(self.config.updates_dir, use_inotify=use_inotify)
+        logger.info(
+            "agent watching %s (%s), preset %s, reporting to %s",
+            self.config.updates_dir,
+            watcher.mode,
+            self.config.preset,
+            self.config.backend_url,
+        )
+        self.start_background()
+        try:
+            self.recover()
+            while not self.stop.is_set():
+                if self.process_once() is not None:
+                    continue
+                # Capped at 1 s so a stop request is noticed promptly; inotify wakes us sooner.
+                watcher.wait(1.0)
+        finally:
+            watcher.close()
+            self.stop_background()
+            self.reporter.flush(5.0)
+            self.process_lock.release()
+        return 0
+
+    def run_once(self, flush_timeout: float = 10.0) -> int:
+        self.process_lock.acquire()
+        try:
+            self.heartbeat.beat(busy=False)
+            recovered = self.recover()
+            outcome = self.process_once()
+            self.reporter.flush(flush_timeout)
+        finally:
+            self.process_lock.release()
+        if outcome == "rejected":
+            return 2
+        final = outcome or recovered
+        return 1 if final in FAILED_OUTCOMES else 0
+
+    def status(self) -> dict[str, object]:
+        journal = Journal(self.config.state_dir)
+        current, last = journal.load(), journal.last()
+        try:
+            FileLock(self.config.state_dir / "agent.lock").acquire().release()
+            agent_running = False
+        except Exception:
+            agent_running = True
+        from dataclasses import asdict
+
+        from host_agent.backup import backup_sets
+
+        return {
+            "project_dir": str(self.config.project_dir),
+            "data_dir": str(self.config.data_dir),
+            "backend_url": self.config.backend_url,
+            "preset": self.config.preset,
+            "deployed_version": read_version(self.config.project_dir),
+            "agent_running": agent_running,
+            "trigger_pending": self.store.pending(),
+            "current_run": asdict(current) if current else None,
+            "last_run": asdict(last) if last else None,
+            "outbox_pending": self.outbox.pending_count(),
+            "backups": [p.name for p in backup_sets(self.config.backups_dir)],
+        }

@@ -1,0 +1,368 @@
+"""Backup sets and their restore (SPEC §8): `<DATA_DIR>/backups/<UTC timestamp>-<from version>/`.
+
+A set holds the database (`database.sqlite3` through SQLite's backup API, or `database.pgdump`
+from `pg_dump -Fc`), the ClickHouse tables (`clickhouse/`, exported by `host_agent.chdump`
+with the project's Python), the rest of the data dir (`data.tar.gz`, without backups, the
+broker queue, the embedded ClickHouse store, the agent's own state and the database file),
+and `manifest.json` with versions, commit, and the size and SHA-256 of every file. A set is
+written under a `.partial` name and renamed when complete, so a crash never leaves a
+half-written set that looks whole. Restoring verifies every checksum before touching anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import subprocess
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from host_agent.clock import UTC
+from host_agent.errors import AgentError
+from host_agent.fsutil import fsync_dir, write_json
+
+FORMAT = 1
+MARGIN_BYTES = 128 * 1024 * 1024
+# Relative to the data dir; each is either backed up separately or must not be restored.
+EXCLUDED = ("backups", "broker", "updates", "run", "celerybeat-schedule")
+
+
+class BackupError(AgentError):
+    pass
+
+
+@dataclass(frozen=True)
+class BackupTools:
+    """How to reach the project's database and ClickHouse from this host."""
+
+    data_dir: Path
+    project_dir: Path
+    env: dict[str, str]
+    # Runs the project's Python (`[python]`, or `docker compose exec -T web python` in compose).
+    python_cmd: list[str]
+    # Put in front of pg_dump/pg_restore (in compose: `docker compose exec -T <db service>`).
+    pg_prefix: list[str] = field(default_factory=list)
+    # Maps a host path inside the data dir to the path `python_cmd` sees.
+    runtime_path: Callable[[Path], str] = str
+    clickhouse: bool = True
+    pg_dump: str = "pg_dump"
+    pg_restore: str = "pg_restore"
+
+    @property
+    def database_url(self) -> str:
+        return self.env.get("DATABASE_URL") or f"sqlite:///{self.data_dir / 'opentrace.sqlite3'}"
+
+    def database_kind(self) -> str:
+        scheme = urlsplit(self.database_url).scheme
+        if scheme in {"postgres", "postgresql", "pgsql"}:
+            return "postgres"
+        if scheme == "sqlite":
+            return "sqlite"
+        raise BackupError(f"DATABASE_URL: cannot back up a {scheme!r} database")
+
+    def sqlite_path(self) -> Path:
+        path = unquote(urlsplit(self.database_url).path)
+        # sqlite:////abs/path → "//abs/path"; sqlite:///rel → "/rel"
+        return Path(path[1:]) if path.startswith("//") else Path(path.lstrip("/"))
+
+    def chdb_path(self) -> Path | None:
+        url = self.env.get("CLICKHOUSE_URL") or f"chdb://{self.data_dir / 'clickhouse'}"
+        parts = urlsplit(url)
+        return Path(parts.path) if parts.scheme == "chdb" else None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _dir_size(path: Path, skip: set[Path]) -> int:
+    total = 0
+    if not path.exists():
+        return 0
+    for item in path.rglob("*"):
+        if any(item == s or s in item.parents for s in skip):
+            continue
+        if item.is_file() and not item.is_symlink():
+            total += item.stat().st_size
+    return total
+
+
+def _run(argv: list[str], *, cwd: Path, env: dict[str, str], stdin=None, stdout=None, what: str) -> str:  # type: ignore[no-untyped-def]
+    try:
+        done = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
+            stdout=stdout if stdout is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=3600,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BackupError(f"{what}: {exc}") from None
+    if done.returncode != 0:
+        raise BackupError(
+            f"{what} failed ({done.returncode}): {done.stderr.decode('utf-8', 'replace')[-800:]}"
+        )
+    return done.stdout.decode("utf-8", "replace") if done.stdout else ""
+
+
+def _excluded(tools: BackupTools) -> set[Path]:
+    skip = {tools.data_dir / name for name in EXCLUDED}
+    chdb = tools.chdb_path()
+    if chdb is not None:
+        skip.add(chdb)
+    if tools.database_kind() == "sqlite":
+        db = tools.sqlite_path()
+        skip.update({db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}-journal")})
+    return skip
+
+
+def check_free_space(tools: BackupTools, target: Path) -> None:
+    """A set is at most about the size of the data dir (the database and ClickHouse included)."""
+    need = _dir_size(tools.data_dir, {tools.data_dir / "backups"}) + MARGIN_BYTES
+    target.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(target).free
+    if free < need:
+        raise BackupError(
+            f"not enough free space in {target}: {free // 2**20} MiB free, {need // 2**20} MiB needed"
+        )
+
+
+def create_backup(
+    tools: BackupTools,
+    *,
+    from_version: str,
+    commit: str,
+    now: datetime | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> Path:
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    backups = tools.data_dir / "backups"
+    name = f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{from_version}"
+    final = backups / name
+    suffix = 1
+    while final.exists():
+        suffix += 1
+        final = backups / f"{name}.{suffix}"
+    partial = final.with_name(final.name + ".partial")
+    check_free_space(tools, backups)
+    partial.mkdir(parents=True)
+    manifest: dict[str, object] = {
+        "format": FORMAT,
+        "created_at": moment.isoformat().replace("+00:00", "Z"),
+        "from_version": from_version,
+        "commit": commit,
+        "database": tools.database_kind(),
+        "clickhouse": tools.clickhouse,
+    }
+
+    if tools.database_kind() == "sqlite":
+        source = tools.sqlite_path()
+        target = partial / "database.sqlite3"
+        if source.exists():
+            # The backup API copies a consistent snapshot even while the app writes.
+            with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(target) as dst:
+                src.backup(dst)
+            dst.close()
+            src.close()
+        log(f"database: SQLite {source} copied")
+    else:
+        with open(partial / "database.pgdump", "wb") as out:
+            _run(
+                [*tools.pg_prefix, tools.pg_dump, "-Fc", "--no-owner", "-d", tools.database_url],
+                cwd=tools.project_dir,
+                env=tools.env,
+                stdout=out,
+                what="pg_dump",
+            )
+        log("database: PostgreSQL dumped with pg_dump -Fc")
+
+    if tools.clickhouse:
+        out = _run(
+            [
+                *tools.python_cmd,
+                "-m",
+                "host_agent.chdump",
+                "export",
+                tools.runtime_path(partial / "clickhouse"),
+            ],
+            cwd=tools.project_dir,
+            env=tools.env,
+            what="ClickHouse export",
+        )
+        log(f"clickhouse: {out.strip()}")
+
+    skip = _excluded(tools)
+    with tarfile.open(partial / "data.tar.gz", "w:gz") as archive:
+        for item in sorted(tools.data_dir.iterdir()) if tools.data_dir.exists() else []:
+            archive.add(item, arcname=item.name, filter=_tar_filter(tools.data_dir, skip))
+    log("data dir archived")
+
+    files = {}
+    for path in sorted(p for p in partial.rglob("*") if p.is_file()):
+        files[str(path.relative_to(partial))] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+    manifest["files"] = files
+    write_json(partial / "manifest.json", manifest)
+    partial.rename(final)
+    fsync_dir(backups)
+    log(f"backup set {final.name}: {len(files)} files, {sum(f['size'] for f in files.values())} bytes")
+    return final
+
+
+def _tar_filter(root: Path, skip: set[Path]) -> Callable[[tarfile.TarInfo], tarfile.TarInfo | None]:
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        path = root / info.name
+        if any(path == s or s in path.parents for s in skip):
+            return None
+        if not (info.isfile() or info.isdir() or info.issym()):
+            return None  # sockets, FIFOs and devices are not data
+        return info
+
+    return keep
+
+
+def read_manifest(directory: Path) -> dict[str, object]:
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BackupError(f"{directory} has no manifest.json; it is not a complete backup set") from None
+    except ValueError:
+        raise BackupError(f"{directory}/manifest.json is not valid JSON") from None
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != FORMAT
+        or not isinstance(manifest.get("files"), dict)
+    ):
+        raise BackupError(f"{directory}/manifest.json is not a format-{FORMAT} backup manifest")
+    return manifest
+
+
+def verify_backup(directory: Path) -> dict[str, object]:
+    """The manifest, once every file it lists has its recorded size and SHA-256."""
+    manifest = read_manifest(directory)
+    problems = []
+    for name, meta in manifest["files"].items():  # type: ignore[union-attr]
+        path = (directory / name).resolve()
+        if directory.resolve() not in path.parents:
+            problems.append(f"{name}: outside the backup set")
+            continue
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif path.stat().st_size != meta["size"]:
+            problems.append(f"{name}: size {path.stat().st_size}, expected {meta['size']}")
+        elif sha256_file(path) != meta["sha256"]:
+            problems.append(f"{name}: checksum mismatch")
+    if problems:
+        raise BackupError("backup set is damaged, nothing restored: " + "; ".join(problems))
+    return manifest
+
+
+def restore_database(tools: BackupTools, directory: Path, manifest: dict[str, object]) -> str:
+    kind = manifest["database"]
+    if kind != tools.database_kind():
+        raise BackupError(f"the backup holds a {kind} database but DATABASE_URL is {tools.database_kind()}")
+    if kind == "sqlite":
+        source = directory / "database.sqlite3"
+        target = tools.sqlite_path()
+        if not source.exists():
+            return "database: the backup has no SQLite file (there was none); left as is"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(target) as dst:
+            src.backup(dst)
+        dst.close()
+        src.close()
+        return f"database: SQLite {target} restored"
+    with open(directory / "database.pgdump", "rb") as dump:
+        _run(
+            [
+                *tools.pg_prefix,
+                tools.pg_restore,
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--single-transaction",
+                "-d",
+                tools.database_url,
+            ],
+            cwd=tools.project_dir,
+            env=tools.env,
+            stdin=dump,
+            what="pg_restore",
+        )
+    return "database: PostgreSQL restored with pg_restore --clean"
+
+
+def restore_clickhouse(tools: BackupTools, directory: Path, manifest: dict[str, object]) -> str:
+    if not manifest.get("clickhouse"):
+        return "clickhouse: not in this backup set"
+    out = _run(
+        [
+            *tools.python_cmd,
+            "-m",
+            "host_agent.chdump",
+            "import",
+            tools.runtime_path(directory / "clickhouse"),
+        ],
+        cwd=tools.project_dir,
+        env=tools.env,
+        what="ClickHouse import",
+    )
+    return f"clickhouse: {out.strip()}"
+
+
+def restore_data_dir(tools: BackupTools, directory: Path) -> str:
+    with tarfile.open(directory / "data.tar.gz", "r:gz") as archive:
+        archive.extractall(tools.data_dir, filter="data")
+    return f"data dir: archive extracted into {tools.data_dir}"
+
+
+def restore_all(
+    tools: BackupTools, directory: Path, *, dry_run: bool = False, include_data_dir: bool = True
+) -> list[str]:
+    manifest = verify_backup(directory)
+    steps = [f"verified {len(manifest['files'])} file(s) of {directory.name}"]  # type: ignore[arg-type]
+    if dry_run:
+        return [*steps, "dry run: nothing restored"]
+    steps.append(restore_database(tools, directory, manifest))
+    steps.append(restore_clickhouse(tools, directory, manifest))
+    if include_data_dir:
+        steps.append(restore_data_dir(tools, directory))
+    return steps
+
+
+def backup_sets(backups_dir: Path) -> list[Path]:
+    """Complete sets, oldest first (names start with a UTC timestamp)."""
+    if not backups_dir.exists():
+        return []
+    return sorted(
+        p
+        for p in backups_dir.iterdir()
+        if p.is_dir() and not p.name.endswith(".partial") and (p / "manifest.json").exists()
+    )
+
+
+def apply_retention(backups_dir: Path, keep: int, protect: Path | None = None) -> list[Path]:
+    """Remove all but the newest `keep` sets (never `protect`) and any leftover `.partial` set."""
+    removed = []
+    sets = backup_sets(backups_dir)
+    for old in sets[: max(0, len(sets) - keep)]:
+        if protect is not None and old.resolve() == protect.resolve():
+            continue
+        shutil.rmtree(old)
+        removed.append(old)
+    for partial in backups_dir.glob("*.partial") if backups_dir.exists() else []:
+        shutil.rmtree(partial, ignore_errors=True)
+        removed.append(partial)
+    return removed

@@ -1,0 +1,87 @@
+"""`python3 -m host_agent run|once|status|backup` (SPEC §8)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from host_agent import AGENT_VERSION
+from host_agent.config import load_config
+from host_agent.errors import AgentError, ConfigError
+from host_agent.lock import LockHeld
+
+EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--project-dir", help="the git checkout (OPENTRACE_PROJECT_DIR; default: cwd)")
+    common.add_argument("--data-dir", help="data root (OPENTRACE_DATA_DIR; default: <project dir>/data)")
+    common.add_argument("--backend-url", help="OPENTRACE_BACKEND_URL (default http://127.0.0.1:8000)")
+    common.add_argument("--secret-file", help="file holding the agent secret (else OPENTRACE_AGENT_SECRET)")
+    common.add_argument(
+        "--preset", choices=["compose", "local"], help="OPENTRACE_AGENT_PRESET (default compose)"
+    )
+    common.add_argument("--remote", help="OPENTRACE_GIT_REMOTE (default origin)")
+    common.add_argument(
+        "--python", help="the project's Python (OPENTRACE_AGENT_PYTHON; default .venv/bin/python)"
+    )
+    common.add_argument("--restart-command", help="local preset without supervisor: how to restart the app")
+    parser = argparse.ArgumentParser(prog="host_agent", description="OpenTrace host agent " + AGENT_VERSION)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", parents=[common], help="watch for triggers and heartbeat until SIGTERM")
+    sub.add_parser(
+        "once", parents=[common], help="process a pending trigger and exit (0 ok, 1 failed, 2 rejected)"
+    )
+    sub.add_parser("status", parents=[common], help="print the agent state as JSON")
+    sub.add_parser("backup", parents=[common], help="make a backup set now")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("OPENTRACE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load_config(vars(args), os.environ if environ is None else environ)
+    except ConfigError as exc:
+        print(f"host_agent: configuration error: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+
+    from host_agent.agent import Agent
+
+    stop = threading.Event()
+    agent = Agent(config, stop=stop)
+    if args.command == "status":
+        print(json.dumps(agent.status(), indent=2, sort_keys=True))
+        return EXIT_OK
+
+    def on_term(signum: int, frame: object) -> None:
+        # Honoured between steps: the step in progress always completes.
+        logging.getLogger("host_agent").info("signal %d: stopping after the current step", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    try:
+        if args.command == "run":
+            return agent.run_forever()
+        if args.command == "once":
+            return agent.run_once()
+        print(agent.backup_now())
+        return EXIT_OK
+    except LockHeld as exc:
+        print(f"host_agent: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+    except AgentError as exc:
+        print(f"host_agent: {exc}", file=sys.stderr)
+        return EXIT_FAILED

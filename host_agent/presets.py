@@ -1,0 +1,219 @@
+"""Runbook presets (SPEC §8): what `build`, `deploy` and `migrate` run, and how rollback redeploys.
+
+The steps themselves (`host_agent.steps`) are the same code for both presets.
+`local`: the project dir is a checkout served by processes on this machine (`make run`).
+`compose`: the project dir holds `docker-compose.prod.yml`; images are built beside the
+running ones and the previous images stay tagged `:rollback` so a rollback needs no rebuild.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from host_agent.backup import BackupTools
+from host_agent.config import AgentConfig
+from host_agent.errors import StepFailed
+from host_agent.shell import LogSink, run_command
+
+COMPOSE_FILE = "docker-compose.prod.yml"
+WEB_SERVICE = "web"
+
+
+class Preset:
+    name = ""
+
+    def __init__(self, config: AgentConfig, log: LogSink) -> None:
+        self.config = config
+        self.log = log
+
+    def sh(self, step: str, argv: list[str], timeout: float = 1800) -> list[str]:
+        return run_command(
+            step, argv, cwd=self.config.project_dir, env=self.config.env, log=self.log, timeout=timeout
+        )
+
+    def backup_tools(self) -> BackupTools:
+        raise NotImplementedError
+
+    def build(self, step: str, requirements_changed: bool) -> str:
+        raise NotImplementedError
+
+    def deploy(self, step: str) -> str:
+        raise NotImplementedError
+
+    def migrate(self, step: str) -> str:
+        raise NotImplementedError
+
+    def redeploy_previous(self, step: str, requirements_changed: bool) -> str:
+        """After the previous commit is checked out again: serve it."""
+        raise NotImplementedError
+
+
+class LocalPreset(Preset):
+    name = "local"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.config.data_dir / "run" / "supervisor.pid"
+
+    def backup_tools(self) -> BackupTools:
+        return BackupTools(
+            data_dir=self.config.data_dir,
+            project_dir=self.config.project_dir,
+            env=self.config.env,
+            python_cmd=[self.config.python],
+            clickhouse=self.config.env.get("OPENTRACE_AGENT_BACKUP_CLICKHOUSE", "1") != "0",
+        )
+
+    def build(self, step: str, requirements_changed: bool) -> str:
+        # Installed into the running venv while the old release keeps serving.
+        done = []
+        if requirements_changed:
+            self.sh(step, [self.config.python, "-m", "pip", "install", "--quiet", "-r", "requirements.txt"])
+            done.append("requirements installed")
+        else:
+            done.append("requirements unchanged, pip skipped")
+        if (self.config.project_dir / "staticfiles").is_dir():
+            self.sh(step, [self.config.python, "manage.py", "collectstatic", "--noinput"])
+            done.append("static files collected")
+        return "; ".join(done)
+
+    def supervisor_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            return None
+        return pid
+
+    def deploy(self, step: str) -> str:
+        pid = self.supervisor_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
+            self.log(step, [f"sent SIGHUP to the supervisor (pid {pid}) to restart web and worker"])
+            return f"supervisor {pid} restarting the web server and worker"
+        if self.config.restart_command:
+            self.sh(step, self.config.restart_command)
+            return "restart command ran"
+        raise StepFailed(
+            step,
+            f"no supervisor is running ({self.pid_file} missing or stale) and "
+            "OPENTRACE_AGENT_RESTART_COMMAND is not set",
+        )
+
+    def migrate(self, step: str) -> str:
+        if list(self.config.project_dir.glob("*/management/commands/migrate_all.py")):
+            self.sh(step, [self.config.python, "manage.py", "migrate_all"])
+            return "manage.py migrate_all done"
+        self.sh(step, [self.config.python, "manage.py", "migrate", "--noinput"])
+        return "manage.py migrate done (this release has no migrate_all)"
+
+    def redeploy_previous(self, step: str, requirements_changed: bool) -> str:
+        if requirements_changed:
+            self.sh(step, [self.config.python, "-m", "pip", "install", "--quiet", "-r", "requirements.txt"])
+        return self.deploy(step)
+
+
+class ComposePreset(Preset):
+    name = "compose"
+
+    def __init__(self, config: AgentConfig, log: LogSink) -> None:
+        super().__init__(config, log)
+        self._compose: list[str] | None = None
+
+    def compose(self) -> list[str]:
+        """`docker compose -f …`, or `docker-compose -f …` when the v2 plugin is absent."""
+        if self._compose is None:
+            docker = self.config.docker
+            try:
+                probe = subprocess.run(
+                    [docker, "compose", "version"],
+                    env=self.config.env,
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+                v2 = probe.returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                v2 = False
+            if v2:
+                base = [docker, "compose"]
+            else:
+                legacy = shutil.which("docker-compose", path=self.config.env.get("PATH"))
+                if legacy is None:
+                    raise StepFailed(
+                        "preflight", "neither `docker compose` nor `docker-compose` is available"
+                    )
+                base = [legacy]
+            self._compose = [*base, "-f", COMPOSE_FILE]
+        return self._compose
+
+    def backup_tools(self) -> BackupTools:
+        compose = self.compose()
+        data_dir = self.config.data_dir
+        inside = self.config.container_data_dir.rstrip("/")
+
+        def runtime_path(path: Path) -> str:
+            return f"{inside}/{path.relative_to(data_dir)}"
+
+        db_service = self.config.env.get("OPENTRACE_COMPOSE_DB_SERVICE", "postgres")
+        return BackupTools(
+            data_dir=data_dir,
+            project_dir=self.config.project_dir,
+            env=self.config.env,
+            python_cmd=[*compose, "exec", "-T", WEB_SERVICE, "python"],
+            pg_prefix=[*compose, "exec", "-T", db_service],
+            runtime_path=runtime_path,
+            clickhouse=self.config.env.get("OPENTRACE_AGENT_BACKUP_CLICKHOUSE", "1") != "0",
+        )
+
+    def _images(self, step: str) -> list[str]:
+        return [
+            line.strip() for line in self.sh(step, [*self.compose(), "config", "--images"]) if line.strip()
+        ]
+
+    @staticmethod
+    def rollback_tag(image: str) -> str:
+        repo, sep, tag = image.rpartition(":")
+        if not sep or "/" in tag:
+            repo = image
+        return f"{repo}:rollback"
+
+    def build(self, step: str, requirements_changed: bool) -> str:
+        docker = self.config.docker
+        kept = 0
+        for image in self._images(step):
+            try:
+                self.sh(step, [docker, "tag", image, self.rollback_tag(image)])
+                kept += 1
+            except StepFailed:
+                self.log(step, [f"{image}: no local image to keep for rollback"])
+        self.sh(step, [*self.compose(), "build"], timeout=3600)
+        return f"images built; {kept} previous image(s) tagged :rollback"
+
+    def deploy(self, step: str) -> str:
+        self.sh(step, [*self.compose(), "up", "-d"], timeout=900)
+        return "containers recreated"
+
+    def migrate(self, step: str) -> str:
+        self.sh(step, [*self.compose(), "exec", "-T", WEB_SERVICE, "python", "manage.py", "migrate_all"])
+        return "manage.py migrate_all done in the web container"
+
+    def redeploy_previous(self, step: str, requirements_changed: bool) -> str:
+        docker = self.config.docker
+        for image in self._images(step):
+            try:
+                self.sh(step, [docker, "tag", self.rollback_tag(image), image])
+            except StepFailed:
+                self.log(step, [f"{image}: no :rollback image; it is rebuilt"])
+                self.sh(step, [*self.compose(), "build"], timeout=3600)
+                break
+        self.sh(step, [*self.compose(), "up", "-d"], timeout=900)
+        return "previous images redeployed"
+
+
+def make_preset(config: AgentConfig, log: LogSink) -> Preset:
+    return {"local": LocalPreset, "compose": ComposePreset}[config.preset](config, log)

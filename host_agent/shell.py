@@ -1,0 +1,46 @@
+"""Running the project's commands for a step: output captured and reported, failures as `StepFailed`."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from host_agent.errors import StepFailed
+
+LogSink = Callable[[str, list[str]], None]
+TAIL = 200
+
+
+def run_command(
+    step: str,
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    log: LogSink,
+    timeout: float = 1800,
+) -> list[str]:
+    log(step, [f"$ {' '.join(argv)}"])
+    try:
+        done = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise StepFailed(step, f"{argv[0]}: command not found") from None
+    except subprocess.TimeoutExpired:
+        raise StepFailed(step, f"{argv[0]} did not finish within {timeout:.0f} s") from None
+    lines = done.stdout.decode("utf-8", "replace").splitlines()
+    if lines:
+        log(step, lines[-TAIL:])
+    if done.returncode != 0:
+        tail = "\n".join(lines[-15:])
+        raise StepFailed(step, f"{' '.join(argv[:4])} exited with {done.returncode}: {tail}"[-3000:])
+    return lines

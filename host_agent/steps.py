@@ -1,0 +1,207 @@
+"""The steps of an update (SPEC §7), in order, and the rollback. Same code for every preset.
+
+Each step takes the `StepContext` and returns a short message, or raises `StepFailed`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from host_agent.backend import BackendClient
+from host_agent.backup import (
+    BackupError,
+    apply_retention,
+    create_backup,
+    restore_clickhouse,
+    restore_database,
+    verify_backup,
+)
+from host_agent.config import AgentConfig
+from host_agent.errors import StepFailed
+from host_agent.git import Git
+from host_agent.journal import Journal, RunRecord
+from host_agent.presets import Preset
+from host_agent.versions import compare, parse_version
+
+STEPS = ("preflight", "backup", "fetch", "build", "deploy", "migrate", "healthcheck")
+MIN_FREE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass
+class StepContext:
+    config: AgentConfig
+    record: RunRecord
+    journal: Journal
+    preset: Preset
+    git: Git
+    backend: BackendClient
+    log: Callable[[str, list[str]], None]
+    min_upgrade_from: str | None = None
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+
+
+def read_version(project_dir: Path) -> str:
+    try:
+        return (project_dir / "VERSION").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return "unknown"
+
+
+def preflight(ctx: StepContext) -> str:
+    dirty = ctx.git.dirty_files()
+    if dirty:
+        raise StepFailed("preflight", f"the work tree has local changes: {', '.join(dirty[:10])}")
+    running = ctx.record.from_version
+    if parse_version(running) is not None and compare(ctx.record.target_version, running) <= 0:
+        raise StepFailed("preflight", f"{ctx.record.target_version} is not newer than the running {running}")
+    if (
+        ctx.min_upgrade_from
+        and parse_version(running) is not None
+        and compare(running, ctx.min_upgrade_from) < 0
+    ):
+        raise StepFailed(
+            "preflight",
+            f"{ctx.record.target_version} needs at least {ctx.min_upgrade_from}; this is {running}",
+        )
+    if not ctx.git.remote_has_tag(ctx.config.remote, ctx.record.git_tag):
+        raise StepFailed("preflight", f"remote {ctx.config.remote!r} has no tag {ctx.record.git_tag}")
+    ctx.config.data_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(ctx.config.data_dir).free
+    if free < MIN_FREE_BYTES:
+        raise StepFailed("preflight", f"only {free // 2**20} MiB free in {ctx.config.data_dir}")
+    return f"clean tree, tag {ctx.record.git_tag} on {ctx.config.remote}, {free // 2**20} MiB free"
+
+
+def backup(ctx: StepContext) -> str:
+    lines: list[str] = []
+    try:
+        directory = create_backup(
+            ctx.preset.backup_tools(),
+            from_version=ctx.record.from_version,
+            commit=ctx.record.from_commit,
+            log=lines.append,
+        )
+    except BackupError as exc:
+        raise StepFailed("backup", str(exc)) from None
+    finally:
+        if lines:
+            ctx.log("backup", lines)
+    ctx.record.backup_dir = str(directory)
+    ctx.journal.save(ctx.record)
+    removed = apply_retention(ctx.config.backups_dir, ctx.config.backup_retention, protect=directory)
+    if removed:
+        ctx.log("backup", [f"retention removed {p.name}" for p in removed])
+    return f"backup set {directory.name}"
+
+
+def fetch(ctx: StepContext) -> str:
+    record = ctx.record
+    ctx.git.fetch(ctx.config.remote)
+    tag_ref = f"refs/tags/{record.git_tag}"
+    commit = ctx.git.rev_parse("fetch", tag_ref)
+    if record.git_commit and commit != record.git_commit:
+        raise StepFailed("fetch", f"tag {record.git_tag} is {commit}, the release pins {record.git_commit}")
+    old_requirements = _file_at(ctx.git, record.from_commit, "requirements.txt")
+    ctx.git.checkout("fetch", commit)
+    if ctx.git.head("fetch") != commit:
+        raise StepFailed("fetch", "HEAD is not the tag's commit after checkout")
+    found = read_version(ctx.config.project_dir)
+    if found != record.target_version:
+        raise StepFailed(
+            "fetch", f"VERSION in {record.git_tag} is {found!r}, expected {record.target_version!r}"
+        )
+    record.requirements_changed = old_requirements != _file_at(ctx.git, commit, "requirements.txt")
+    ctx.journal.save(record)
+    return f"{record.git_tag} checked out at {commit[:12]}"
+
+
+def _file_at(git: Git, ref: str, path: str) -> str | None:
+    try:
+        return git.show("fetch", ref, path)
+    except StepFailed:
+        return None
+
+
+def build(ctx: StepContext) -> str:
+    return ctx.preset.build("build", ctx.record.requirements_changed)
+
+
+def deploy(ctx: StepContext) -> str:
+    return ctx.preset.deploy("deploy")
+
+
+def migrate(ctx: StepContext) -> str:
+    return ctx.preset.migrate("migrate")
+
+
+def wait_healthy(ctx: StepContext, step: str, version: str, timeout: float) -> str:
+    deadline = ctx.monotonic() + timeout
+    last = "no answer"
+    while True:
+        status, body = ctx.backend.get_json("/healthz", timeout=5.0)
+        if status == 200 and body.get("version") == version:
+            return f"/healthz is ok and reports {version}"
+        if status:
+            last = f"HTTP {status}, version {body.get('version')!r}, failing {body.get('failing')}"
+        if ctx.monotonic() >= deadline:
+            raise StepFailed(
+                step, f"/healthz did not report a healthy {version} within {timeout:.0f} s ({last})"
+            )
+        ctx.sleep(1.0)
+
+
+def healthcheck(ctx: StepContext) -> str:
+    return wait_healthy(ctx, "healthcheck", ctx.record.target_version, ctx.config.healthcheck_timeout)
+
+
+STEP_FUNCTIONS: dict[str, Callable[[StepContext], str]] = {
+    "preflight": preflight,
+    "backup": backup,
+    "fetch": fetch,
+    "build": build,
+    "deploy": deploy,
+    "migrate": migrate,
+    "healthcheck": healthcheck,
+}
+
+
+def restore_checkout(ctx: StepContext, step: str) -> None:
+    """Back to the commit (and branch) the run started from."""
+    record = ctx.record
+    if (
+        record.from_branch
+        and ctx.git.rev_parse(step, f"refs/heads/{record.from_branch}") == record.from_commit
+    ):
+        ctx.git.checkout_branch(step, record.from_branch)
+    else:
+        ctx.git.checkout(step, record.from_commit)
+
+
+def rollback(ctx: StepContext) -> str:
+    """Previous commit checked out and redeployed; database restored when `migrate` had started."""
+    record = ctx.record
+    restore_checkout(ctx, "rollback")
+    done = [f"checked out {record.from_commit[:12]}"]
+    if record.migrate_started:
+        if not record.backup_dir:
+            raise StepFailed("rollback", "migrate had started but the run has no backup to restore")
+        tools = ctx.preset.backup_tools()
+        directory = Path(record.backup_dir)
+        try:
+            manifest = verify_backup(directory)
+            lines = [
+                restore_database(tools, directory, manifest),
+                restore_clickhouse(tools, directory, manifest),
+            ]
+        except BackupError as exc:
+            raise StepFailed("rollback", f"restoring the database failed: {exc}") from None
+        ctx.log("rollback", lines)
+        done.append(f"database restored from {directory.name}")
+    done.append(ctx.preset.redeploy_previous("rollback", record.requirements_changed))
+    done.append(wait_healthy(ctx, "rollback", record.from_version, ctx.config.healthcheck_timeout))
+    return "; ".join(done)
