@@ -38,11 +38,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def configured_email_backend(settings: Any) -> None:
+def smtp_test_settings(settings: Any) -> None:
     """pytest-django swaps EMAIL_BACKEND for the in-memory one; these tests send for real."""
     import opentrace.settings as project_settings
 
     settings.EMAIL_BACKEND = project_settings.EMAIL_BACKEND
+    # The named users' PBKDF2 hashing costs most of a second per test on this machine.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @dataclass
