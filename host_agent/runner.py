@@ -162,7 +162,7 @@ class Runner:
     def _finish(self, record: RunRecord, outcome: str, message: str) -> str:
         record.outcome = outcome
         record.cause = None if outcome == "succeeded" else message
-        self.reporter.event(record.run_id, "run", step=record.step, state=outcome, message=message)
+        self.reporter.event(record.run_id, "run", state=outcome, message=message)
         self.journal.finish(record)
         self.store.finish(record.run_id)
         return outcome

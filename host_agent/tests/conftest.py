@@ -1,0 +1,303 @@
+"""Fixtures for the agent's tests: real git repositories, a real HTTP backend, signed triggers.
+
+The backend here is a stand-in for OpenTrace's API written from SPEC §6 (it verifies the
+HMAC and timestamp independently of the agent's own code) plus a `/healthz` that reports
+the version the fake app "serves". The fake project is a small git repo whose `manage.py`
+records what the agent asked of it; its restart command copies `VERSION` to the served file.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+SECRET = "test-agent-secret-0123456789-abcdefghijklmnop"
+AGENT_ROOT = Path(__file__).resolve().parents[2]
+
+FAKE_MANAGE = r"""
+import os, sqlite3, sys
+from pathlib import Path
+data = Path(os.environ["OPENTRACE_DATA_DIR"])
+cmd = sys.argv[1]
+with open(data / "manage.log", "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\n")
+fail = os.environ.get("FAKE_FAIL", "")
+version = Path("VERSION").read_text().strip()
+if cmd in ("migrate_all", "migrate"):
+    db = sqlite3.connect(data / "opentrace.sqlite3")
+    db.execute("CREATE TABLE IF NOT EXISTS schema (version TEXT)")
+    db.execute("INSERT INTO schema VALUES (?)", (version,))
+    db.commit()
+    if fail == f"migrate:{version}":
+        print("django.db.utils.OperationalError: injected failure")
+        sys.exit(1)
+print(f"{cmd} ok at {version}")
+"""
+
+RESTART = (
+    "import shutil, os; shutil.copy('VERSION', os.path.join(os.environ['OPENTRACE_DATA_DIR'], 'served'))"
+)
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+@dataclass
+class Project:
+    upstream: Path
+    checkout: Path
+    data_dir: Path
+    commits: dict[str, str]
+
+    @property
+    def updates(self) -> Path:
+        return self.data_dir / "updates"
+
+    def manage_log(self) -> list[str]:
+        path = self.data_dir / "manage.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def served(self) -> str:
+        path = self.data_dir / "served"
+        return path.read_text().strip() if path.exists() else ""
+
+    def db_rows(self) -> list[tuple]:
+        with sqlite3.connect(self.data_dir / "opentrace.sqlite3") as db:
+            return db.execute("SELECT * FROM notes ORDER BY 1").fetchall()
+
+    def head(self) -> str:
+        return git(self.checkout, "rev-parse", "HEAD").strip()
+
+    def add_release(self, version: str, *, files: dict[str, str] | None = None) -> str:
+        (self.upstream / "VERSION").write_text(version + "\n")
+        for name, text in (files or {}).items():
+            (self.upstream / name).write_text(text)
+        git(self.upstream, "add", "-A")
+        git(self.upstream, "commit", "-qm", f"release {version}")
+        git(self.upstream, "tag", f"v{version}")
+        commit = git(self.upstream, "rev-parse", "HEAD").strip()
+        self.commits[version] = commit
+        return commit
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    git(upstream, "init", "-q", "-b", "main")
+    (upstream / "manage.py").write_text(FAKE_MANAGE)
+    (upstream / "requirements.txt").write_text("# nothing to install\n")
+    (upstream / ".gitignore").write_text("data/\n")
+    project = Project(upstream, tmp_path / "opentrace", tmp_path / "opentrace" / "data", {})
+    project.add_release("1.1.5")
+    git(tmp_path, "clone", "-q", str(upstream), str(project.checkout))
+    project.add_release("1.2.0")
+    project.data_dir.mkdir()
+    with sqlite3.connect(project.data_dir / "opentrace.sqlite3") as db:
+        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+        db.execute("INSERT INTO notes VALUES (1, 'written before the update')")
+    (project.data_dir / "served").write_text("1.1.5\n")
+    return project
+
+
+@dataclass
+class FakeBackend:
+    """SPEC §6 endpoints with independent HMAC checks, and a /healthz for the fake app."""
+
+    project: Project | None = None
+    events: list[dict] = field(default_factory=list)
+    heartbeats: list[dict] = field(default_factory=list)
+    rejected_auth: int = 0
+    down: bool = False
+    health_status: int = 200
+    refuse_seq: set[int] = field(default_factory=set)
+    url: str = ""
+
+    def seqs(self, run_id: str) -> list[int]:
+        return [e["seq"] for e in self.events if e["run_id"] == run_id]
+
+    def run_events(self, run_id: str) -> list[dict]:
+        return [e for e in self.events if e["run_id"] == run_id]
+
+    def final_state(self, run_id: str) -> str | None:
+        states = [e["state"] for e in self.run_events(run_id) if e["kind"] == "run"]
+        return states[-1] if states else None
+
+
+def _handler(backend: FakeBackend) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _answer(self, status: int, body: dict) -> None:
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_GET(self) -> None:
+            if self.path != "/healthz" or backend.down:
+                return self._answer(503 if backend.down else 404, {})
+            version = backend.project.served() if backend.project else "?"
+            self._answer(backend.health_status, {"status": "ok", "version": version})
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if backend.down:
+                return self._answer(503, {"error": "down"})
+            stamp = self.headers.get("X-OpenTrace-Timestamp", "")
+            given = self.headers.get("X-OpenTrace-Signature", "")
+            expected = (
+                "sha256="
+                + hmac.new(SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+            )
+            if (
+                not stamp.isdigit()
+                or abs(time.time() - int(stamp)) > 300
+                or not hmac.compare_digest(given, expected)
+            ):
+                backend.rejected_auth += 1
+                return self._answer(401, {"error": "bad signature"})
+            payload = json.loads(body)
+            if self.path == "/api/updates/agent/heartbeat":
+                backend.heartbeats.append(payload)
+                return self._answer(200, {"accepted": 1, "duplicates": 0})
+            if self.path != "/api/updates/agent/events":
+                return self._answer(404, {})
+            accepted = duplicates = 0
+            for event in payload["events"]:
+                if event["seq"] in backend.refuse_seq:
+                    return self._answer(409, {"error": "forbidden transition"})
+            for event in payload["events"]:
+                key = (payload["run_id"], event["seq"])
+                if any((e["run_id"], e["seq"]) == key for e in backend.events):
+                    duplicates += 1
+                    continue
+                backend.events.append({**event, "run_id": payload["run_id"]})
+                accepted += 1
+            self._answer(200, {"accepted": accepted, "duplicates": duplicates})
+
+    return Handler
+
+
+@pytest.fixture
+def backend(project: Project):
+    state = FakeBackend(project=project)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def manifest_body(*versions: str, commit: dict[str, str] | None = None) -> bytes:
+    releases = [
+        {"version": v, "git_tag": f"v{v}", **({"git_commit": commit[v]} if commit and v in commit else {})}
+        for v in versions
+    ]
+    return json.dumps({"schema": 1, "project": "opentrace", "meta_version": 1, "releases": releases}).encode()
+
+
+def sign(fields: dict) -> str:
+    payload = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hmac.new(SECRET.encode(), payload, hashlib.sha256).hexdigest()
+
+
+def trigger_fields(
+    target: str = "1.2.0", *, run_id: str | None = None, manifest: bytes | None = None, **extra
+) -> dict:
+    fields = {
+        "run_id": run_id or str(uuid.uuid4()),
+        "target_version": target,
+        "git_tag": f"v{target}",
+        "git_commit": None,
+        "requested_by": "root_admin",
+        "requested_at": "2026-11-27T12:00:00Z",
+        "manifest": base64.b64encode(manifest or manifest_body(target)).decode(),
+    }
+    fields.update(extra)
+    fields["signature"] = sign(fields)
+    return fields
+
+
+def write_trigger(project: Project, fields: dict | bytes) -> str | None:
+    project.updates.mkdir(parents=True, exist_ok=True)
+    data = fields if isinstance(fields, bytes) else json.dumps(fields).encode()
+    tmp = project.updates / ".trigger.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, project.updates / "trigger")
+    return None if isinstance(fields, bytes) else fields["run_id"]
+
+
+def agent_argv(
+    project: Project, backend: FakeBackend, command: str = "once", restart: str | None = None
+) -> list[str]:
+    return [
+        command,
+        "--project-dir",
+        str(project.checkout),
+        "--data-dir",
+        str(project.data_dir),
+        "--backend-url",
+        backend.url,
+        "--preset",
+        "local",
+        "--restart-command",
+        restart or f'{sys.executable} -c "{RESTART}"',
+    ]
+
+
+def agent_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OPENTRACE_", "DATABASE_URL", "CLICKHOUSE_"))
+    }
+    env.update(
+        OPENTRACE_AGENT_SECRET=SECRET,
+        OPENTRACE_AGENT_BACKUP_CLICKHOUSE="0",
+        OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT="3",
+        OPENTRACE_AGENT_PYTHON=sys.executable,
+        PYTHONPATH=str(AGENT_ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+def run_agent(
+    project: Project, backend: FakeBackend, command: str = "once", restart: str | None = None, **env: str
+) -> subprocess.CompletedProcess:
+    """The real entry point, `python -m host_agent`, as a separate process."""
+    return subprocess.run(
+        [sys.executable, "-m", "host_agent", *agent_argv(project, backend, command, restart)],
+        cwd=project.checkout,
+        env=agent_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
