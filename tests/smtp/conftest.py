@@ -244,9 +244,10 @@ def configure_smtp(server: SmtpTestServer | None = None, **fields: Any) -> SmtpS
 @pytest.fixture
 def eager_celery() -> Iterator[Any]:
     """Tasks run in-process when enqueued; their retries run for real (Celery re-applies the
-    task with retries + 1), only the countdown is not waited for."""
+    task with retries + 1), only the countdown is not waited for. Errors are not propagated
+    because Celery would propagate the Retry too; tests check results and the notice log."""
     previous = (celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates)
     celery_app.conf.task_always_eager = True
-    celery_app.conf.task_eager_propagates = True
+    celery_app.conf.task_eager_propagates = False
     yield celery_app
     celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = previous
