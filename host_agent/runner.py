@@ -72,6 +72,7 @@ class Runner:
     def execute(self, trigger: Trigger) -> str:
         """Run a claimed trigger to its end; returns the terminal state."""
         run_id = trigger.run_id
+        self._crash_point("claimed")
         try:
             from_commit = self.git.head()
         except StepFailed as exc:
@@ -175,6 +176,9 @@ class Runner:
         step = record.step or "preflight"
         logger.warning("finishing run %s, interrupted at %s", record.run_id, step)
         ctx = self._context(record)
+        if all(s in record.steps_done for s in STEPS):
+            # Every step had succeeded; only the final report was missing.
+            return self._finish(record, "succeeded", f"{record.target_version} is running and healthy")
         if step == "rollback":
             record.deploy_started = True
             cause = record.cause or "the agent stopped during rollback"
