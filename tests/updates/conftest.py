@@ -1,0 +1,52 @@
+"""Fixtures for the update flow: a registry server on 127.0.0.1, signing keys, the operator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.contrib.auth.models import Permission
+
+from tests.updates.registry_server import RegistryServer, SigningKey, new_key, start_registry_server
+
+
+@pytest.fixture(autouse=True)
+def _update_defaults(settings, tmp_path) -> None:
+    """Every test starts unsigned, on 1.1.5, stable channel, with its own updates dir."""
+    settings.OPENTRACE_REGISTRY_KEYS = {}
+    settings.OPENTRACE_VERSION = "1.1.5"
+    settings.OPENTRACE_CHANNEL = "stable"
+    settings.OPENTRACE_UPDATES_DIR = tmp_path / "updates"
+    # The named users' passwords are hashed for every test; the slow hasher adds nothing here.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def registry_server(settings) -> Iterator[RegistryServer]:
+    server = start_registry_server()
+    settings.OPENTRACE_REGISTRY_URL = server.url("/version.json")
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+@pytest.fixture
+def signing_key(settings) -> SigningKey:
+    """A key pair whose public half is pinned in OPENTRACE_REGISTRY_KEYS."""
+    key = new_key("k1")
+    settings.OPENTRACE_REGISTRY_KEYS = {"k1": key.public_raw}
+    return key
+
+
+@pytest.fixture
+def operator(django_user_model):
+    """Staff with the permission to install (and skip) updates."""
+    user = django_user_model.objects.create_user(
+        "operator", "operator@example.com", "correct-horse-4", is_staff=True
+    )
+    permission = Permission.objects.filter(
+        codename="install_update", content_type__app_label="updates"
+    ).first()
+    if permission is not None:
+        user.user_permissions.add(permission)
+    return user
