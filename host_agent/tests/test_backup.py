@@ -1,0 +1,242 @@
+"""Backup sets and `restore_all.py`: round trips, damage detected before anything is restored."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from host_agent.backup import BackupTools, apply_retention, backup_sets, create_backup, restore_all
+from host_agent.clock import UTC
+from host_agent.tests.conftest import AGENT_ROOT, agent_env, run_agent
+
+RESTORE = AGENT_ROOT / "restore_all.py"
+
+
+def restore(project, backup_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(RESTORE),
+            str(backup_dir),
+            "--preset",
+            "local",
+            "--project-dir",
+            str(project.checkout),
+            "--data-dir",
+            str(project.data_dir),
+            *extra,
+        ],
+        env=agent_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def backed_up(project, backend):
+    (project.data_dir / "uploads").mkdir()
+    (project.data_dir / "uploads" / "logo.png").write_bytes(b"\x89PNG original")
+    done = run_agent(project, backend, "backup")
+    assert done.returncode == 0, done.stderr
+    return Path(done.stdout.strip())
+
+
+def test_a_backup_set_has_a_manifest_with_a_checksum_for_every_file(project, backed_up):
+    manifest = json.loads((backed_up / "manifest.json").read_text())
+
+    assert backed_up.parent == project.data_dir / "backups"
+    assert backed_up.name.endswith("-1.1.5")
+    assert manifest["from_version"] == "1.1.5"
+    assert manifest["commit"] == project.commits["1.1.5"]
+    assert set(manifest["files"]) == {"database.sqlite3", "data.tar.gz"}
+    assert all(len(meta["sha256"]) == 64 and meta["size"] > 0 for meta in manifest["files"].values())
+
+
+def test_restore_brings_back_the_database_and_the_data_dir(project, backed_up):
+    with sqlite3.connect(project.data_dir / "opentrace.sqlite3") as db:
+        db.execute("UPDATE notes SET text = 'changed after the backup'")
+        db.execute("INSERT INTO notes VALUES (2, 'added after the backup')")
+    (project.data_dir / "uploads" / "logo.png").write_bytes(b"overwritten")
+
+    done = restore(project, backed_up)
+
+    assert done.returncode == 0, done.stderr
+    assert project.db_rows() == [(1, "written before the update")]
+    assert (project.data_dir / "uploads" / "logo.png").read_bytes() == b"\x89PNG original"
+
+
+def test_a_corrupted_file_is_detected_before_anything_is_restored(project, backed_up):
+    archive = backed_up / "data.tar.gz"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    with sqlite3.connect(project.data_dir / "opentrace.sqlite3") as db:
+        db.execute("UPDATE notes SET text = 'changed after the backup'")
+
+    done = restore(project, backed_up)
+
+    assert done.returncode == 1
+    assert "data.tar.gz: checksum mismatch" in done.stderr
+    assert "nothing restored" in done.stderr
+    assert project.db_rows() == [(1, "changed after the backup")]
+
+
+def test_a_missing_file_or_manifest_is_detected(project, backed_up):
+    (backed_up / "database.sqlite3").unlink()
+    assert "database.sqlite3: missing" in restore(project, backed_up).stderr
+    (backed_up / "manifest.json").write_text("{not json")
+    assert "not valid JSON" in restore(project, backed_up).stderr
+
+
+def test_a_dry_run_verifies_and_restores_nothing(project, backed_up):
+    with sqlite3.connect(project.data_dir / "opentrace.sqlite3") as db:
+        db.execute("UPDATE notes SET text = 'changed after the backup'")
+
+    done = restore(project, backed_up, "--dry-run")
+
+    assert done.returncode == 0
+    assert "dry run" in done.stdout
+    assert project.db_rows() == [(1, "changed after the backup")]
+
+
+def test_retention_keeps_the_newest_sets(project):
+    tools = BackupTools(
+        data_dir=project.data_dir, project_dir=project.checkout, env={}, python_cmd=[], clickhouse=False
+    )
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    made = [
+        create_backup(tools, from_version="1.1.5", commit="c", now=start + timedelta(days=i))
+        for i in range(7)
+    ]
+    (project.data_dir / "backups" / "20261130T000000Z-1.1.5.partial").mkdir()  # a crashed backup
+
+    apply_retention(project.data_dir / "backups", keep=5)
+
+    assert backup_sets(project.data_dir / "backups") == made[2:]
+    assert not list((project.data_dir / "backups").glob("*.partial"))
+
+
+def test_the_data_archive_leaves_out_backups_broker_and_agent_state(project, backed_up):
+    import tarfile
+
+    with tarfile.open(backed_up / "data.tar.gz") as archive:
+        names = archive.getnames()
+    assert "uploads/logo.png" in names
+    assert not [n for n in names if n.split("/")[0] in {"backups", "broker", "updates", "opentrace.sqlite3"}]
+
+
+def _pg_available() -> bool:
+    try:
+        return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"], timeout=5, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not _pg_available(), reason="needs PostgreSQL on 127.0.0.1:5432 and pg_dump/pg_restore")
+def test_a_postgresql_database_round_trips_through_pg_dump_and_pg_restore(project):
+    name = f"ot_agent_{uuid.uuid4().hex[:8]}"
+    admin = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-v", "ON_ERROR_STOP=1"]
+    subprocess.run([*admin, "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    url = f"postgres://postgres@127.0.0.1:5432/{name}"
+    try:
+        sql = [*admin, "-d", name, "-At", "-c"]
+        subprocess.run(
+            [
+                *sql,
+                "CREATE TABLE notes (id int primary key, text text); INSERT INTO notes VALUES (1, 'kept')",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        tools = BackupTools(
+            data_dir=project.data_dir,
+            project_dir=project.checkout,
+            env={**os.environ, "DATABASE_URL": url},
+            python_cmd=[],
+            clickhouse=False,
+        )
+        backup = create_backup(tools, from_version="1.1.5", commit="c")
+        subprocess.run(
+            [*sql, "UPDATE notes SET text = 'changed'; CREATE TABLE added_later (id int)"],
+            check=True,
+            capture_output=True,
+        )
+
+        restore_all(tools, backup, include_data_dir=False)
+
+        rows = subprocess.run(
+            [*sql, "SELECT text FROM notes"], check=True, capture_output=True, text=True
+        ).stdout
+        assert rows.strip() == "kept"
+    finally:
+        subprocess.run(
+            [*admin, "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False, capture_output=True
+        )
+
+
+CLICKHOUSE_SEED = textwrap.dedent(
+    """
+    import sys, clickhouse_connect
+    client = clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1], database="default")
+    for statement in sys.argv[2:]:
+        client.command(statement)
+    print(client.query("SELECT n, s FROM opentrace.events ORDER BY n").result_rows,
+          client.command("EXISTS TABLE opentrace.newer"))
+    client.close()
+    """
+)
+
+
+def clickhouse(path: Path, *statements: str) -> str:
+    python = AGENT_ROOT / ".venv" / "bin" / "python"
+    done = subprocess.run(
+        [str(python), "-c", CLICKHOUSE_SEED, str(path), *statements],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+@pytest.mark.slow
+def test_clickhouse_tables_round_trip_through_the_projects_python(tmp_path):
+    python = AGENT_ROOT / ".venv" / "bin" / "python"
+    if not python.exists():
+        pytest.skip("needs the project's .venv (clickhouse-connect and chdb)")
+    data_dir = tmp_path / "data"
+    store = data_dir / "clickhouse"
+    clickhouse(
+        store,
+        "CREATE DATABASE IF NOT EXISTS opentrace",
+        "CREATE TABLE opentrace.events (n UInt32, s String) ENGINE = MergeTree ORDER BY n",
+        "INSERT INTO opentrace.events VALUES (1, 'a'), (2, 'b')",
+    )
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OPENTRACE_", "DATABASE_URL", "CLICKHOUSE_"))
+    }
+    env.update(OPENTRACE_DATA_DIR=str(data_dir), PYTHONPATH=str(AGENT_ROOT))
+    tools = BackupTools(data_dir=data_dir, project_dir=AGENT_ROOT, env=env, python_cmd=[str(python)])
+    backup = create_backup(tools, from_version="1.1.5", commit="c")
+    assert (backup / "clickhouse" / "events.native").exists()
+    clickhouse(
+        store,
+        "INSERT INTO opentrace.events VALUES (3, 'after')",
+        "CREATE TABLE opentrace.newer (x UInt8) ENGINE = Log",
+    )
+
+    restore_all(tools, backup, include_data_dir=False)
+
+    # The rows are back, and the table created after the backup is gone.
+    assert clickhouse(store) == "[(1, 'a'), (2, 'b')] 0"
