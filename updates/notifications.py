@@ -121,6 +121,17 @@ def _run_link(run: Any) -> str:
         return _absolute(reverse("admin:index"))
 
 
+def _requested_by(run: Any) -> str:
+    # The username is kept on the run even after the user is deleted.
+    name = getattr(run, "requested_by_username", "")
+    if name:
+        return str(name)
+    user = getattr(run, "requested_by", None)
+    if user is None:
+        return ""
+    return user.get_username() if hasattr(user, "get_username") else str(user)
+
+
 def run_notice(run_id: str, new_status: str) -> Notice | None:
     """The notice for a run reaching `new_status`, or None when the run is gone or the
     status gets no notice."""
@@ -144,13 +155,12 @@ def run_notice(run_id: str, new_status: str) -> Notice | None:
     }
     finished = run.finished_at or timezone.now()
     duration = finished - run.started_at if run.started_at else None
-    requested_by = run.requested_by
     context = {
         **_base_context(),
         "run": run,
         "status": new_status,
         "target": target,
-        "requested_by": getattr(requested_by, "get_username", lambda: requested_by)() or "",
+        "requested_by": _requested_by(run),
         "duration": str(duration).split(".")[0] if duration is not None else "",
         "run_url": _run_link(run),
         "log_tail": log_tail(run) if kind == NoticeLog.Kind.RUN_FAILED else [],

@@ -74,6 +74,12 @@ def test_saving_encrypts_the_password_and_never_renders_it_back(admin_client):
     assert "A password is stored" in page.text
 
 
+def test_the_password_is_hidden_from_error_reports(admin_client):
+    response = admin_client.post(CHANGE_URL, form_data(password=SMTP_PASSWORD))
+
+    assert response.wsgi_request.sensitive_post_parameters == ("password",)
+
+
 def test_a_blank_password_keeps_the_stored_one(admin_client):
     configure_smtp(username=SMTP_USER, password=SMTP_PASSWORD)
 
@@ -217,3 +223,21 @@ def test_the_notice_log_is_read_only(admin_client):
     admin_client.post(f"/admin/smtpconfig/noticelog/{entry.pk}/change/", {"recipient": "x@example.com"})
     entry.refresh_from_db()
     assert entry.recipient == "ops@example.com"
+
+
+def test_the_page_offers_send_test_email_to_the_admins_own_address(admin_client, superuser):
+    page = admin_client.get(CHANGE_URL)
+
+    assert 'action="/admin/smtpconfig/smtpsettings/test-email/"' in page.text
+    assert 'value="Send test email"' in page.text
+    assert f'value="{superuser.email}"' in page.text
+
+
+def test_a_view_only_user_sees_the_settings_but_no_test_button(client, staff_user):
+    staff_user.user_permissions.add(Permission.objects.get(codename="view_smtpsettings"))
+    client.force_login(staff_user)
+
+    page = client.get(CHANGE_URL)
+
+    assert page.status_code == 200
+    assert "Send test email" not in page.text
