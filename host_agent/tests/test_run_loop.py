@@ -1,0 +1,101 @@
+"""`run`: heartbeats at once, reacts to a trigger within a second, idles cheaply, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from host_agent.tests.conftest import agent_argv, agent_env, trigger_fields, write_trigger
+from host_agent.watcher import Watcher
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("use_inotify", [True, False])
+def test_the_watcher_wakes_within_a_second_of_a_new_trigger(tmp_path, use_inotify):
+    watcher = Watcher(tmp_path, use_inotify=use_inotify)
+    assert watcher.mode == ("inotify" if use_inotify else "poll")
+    threading.Timer(0.2, lambda: (tmp_path / "trigger").write_text("{}")).start()
+    started = time.monotonic()
+    try:
+        while not (tmp_path / "trigger").exists() and time.monotonic() - started < 5:
+            watcher.wait(5.0)
+    finally:
+        watcher.close()
+    assert time.monotonic() - started < 1.2
+
+
+def test_run_heartbeats_processes_a_trigger_and_stops_on_sigterm(project, backend):
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "host_agent", *agent_argv(project, backend, "run")],
+        env=agent_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: backend.heartbeats), "no heartbeat right after start"
+        assert backend.heartbeats[0]["deployed_version"] == "1.1.5"
+        assert backend.heartbeats[0]["busy"] is False
+
+        # Idle: the agent sleeps in the kernel.
+        before = cpu_seconds(agent.pid)
+        time.sleep(2.0)
+        assert cpu_seconds(agent.pid) - before < 0.2
+
+        written = time.monotonic()
+        run_id = write_trigger(project, trigger_fields("1.2.0"))
+        assert wait_for(lambda: backend.seqs(run_id), 5)
+        assert time.monotonic() - written < 2.5
+        assert wait_for(lambda: backend.final_state(run_id) == "succeeded", 30)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            code = agent.wait(15)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            raise
+    assert code == 0, agent.stderr.read()
+
+
+def test_a_second_agent_on_the_same_data_dir_refuses_to_start(project, backend):
+    first = subprocess.Popen(
+        [sys.executable, "-m", "host_agent", *agent_argv(project, backend, "run")],
+        env=agent_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_for(lambda: backend.heartbeats)
+        second = subprocess.run(
+            [sys.executable, "-m", "host_agent", *agent_argv(project, backend, "once")],
+            env=agent_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert second.returncode == 2
+        assert "held by another agent" in second.stderr
+    finally:
+        first.terminate()
+        first.wait(15)
