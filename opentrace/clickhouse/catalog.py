@@ -51,10 +51,21 @@ class TemplateContext:
         return {"db": db, "on_cluster": f" ON CLUSTER '{quoted}'", "replicated": "Replicated"}
 
 
+class _Template(string.Template):
+    # Only the braced form is a placeholder: `$db.t` is more likely a typo than intended.
+    pattern = r"""
+    \$(?:
+      (?P<escaped>\$) |
+      \{(?P<braced>[_a-z][_a-z0-9]*)\} |
+      (?P<named>(?!)) |
+      (?P<invalid>)
+    )"""  # type: ignore[assignment]
+
+
 def render(sql: str, context: TemplateContext) -> str:
     """`sql` with its placeholders filled in; an unknown or malformed placeholder is an error."""
     try:
-        return string.Template(sql).substitute(context.values())
+        return _Template(sql).substitute(context.values())
     except KeyError as exc:
         raise MigrationFileError(
             f"unknown placeholder ${{{exc.args[0]}}} (known: "
@@ -63,7 +74,7 @@ def render(sql: str, context: TemplateContext) -> str:
         ) from None
     except ValueError:
         raise MigrationFileError(
-            "a `$` that starts no placeholder (write `$$` for a literal dollar sign)"
+            "a `$` that starts no placeholder (placeholders are written ${name}; `$$` is a literal `$`)"
         ) from None
 
 
