@@ -5,7 +5,7 @@ from django.apps import AppConfig
 
 class SmtpConfigConfig(AppConfig):
     name = "smtpconfig"
-    verbose_name = "SMTP configuration"
+    verbose_name = "Email"
 
     def ready(self) -> None:
         # Update notices hang off the update flow's signals; the receivers only enqueue.

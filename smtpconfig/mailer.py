@@ -68,7 +68,9 @@ class Transport:
         if self.backend_path != SMTP_BACKEND:
             return f"{self.source} ({self.backend_path.rsplit('.', 2)[-2]} backend)"
         who = f"{self.username}@" if self.username else ""
-        return f"{who}{self.host}:{self.port} ({self.security}, from {self.source})"
+        security = {"none": "no TLS", "starttls": "STARTTLS", "tls": "implicit TLS"}.get(self.security, "")
+        source = "SMTP configuration" if self.source == "smtp_settings" else self.source
+        return f"{who}{self.host}:{self.port} ({security}; {source})"
 
     @sensitive_variables("options")
     def connection(self, fail_silently: bool = False) -> BaseEmailBackend:

@@ -11,6 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, validat
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.html import escape
 
 from smtpconfig import crypto
 
@@ -95,7 +96,8 @@ class SmtpSettings(models.Model):
         max_length=320,
         blank=True,
         validators=[validate_from_address],
-        help_text="e.g. OpenTrace <opentrace@example.com>. Blank: the server's default sender.",
+        # The admin renders help texts as HTML.
+        help_text=escape("e.g. ops@example.com or OpenTrace <ops@example.com>. Blank: DEFAULT_FROM_EMAIL."),
     )
     timeout = models.PositiveIntegerField(
         default=10,
@@ -116,7 +118,7 @@ class SmtpSettings(models.Model):
         constraints = [models.CheckConstraint(condition=Q(id=SINGLETON_ID), name="smtpsettings_singleton")]
 
     def __str__(self) -> str:
-        return "SMTP configuration"
+        return "SMTP settings"
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         self.pk = SINGLETON_ID
