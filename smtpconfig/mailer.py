@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import BadHeaderError, EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import DatabaseError
 from django.utils import timezone
@@ -171,6 +171,8 @@ def classify(exc: BaseException, transport: Transport | None = None) -> MailErro
     if isinstance(exc, MailError):
         return exc
     where = f" ({transport.host}:{transport.port})" if transport and transport.host else ""
+    if isinstance(exc, BadHeaderError):
+        return MailError("config", f"The message is malformed: {exc}", permanent=True)
     if isinstance(exc, SecretKeyError):
         return MailError("secret", f"The SMTP password cannot be used: {exc}", permanent=True)
     if isinstance(exc, smtplib.SMTPAuthenticationError):

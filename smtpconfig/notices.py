@@ -62,8 +62,15 @@ def deliver(notice: Notice, *, task_id: str, final_attempt: bool) -> Delivery:
             delivery.no_transport = True
             return delivery
 
-    settings_row = SmtpSettings.load()
-    for recipient in settings_row.notice_recipients():
+    recipients = SmtpSettings.load().notice_recipients()
+    if not recipients:
+        logger.warning(
+            "Notice %s %s has no recipients: set them in the SMTP configuration, or give a "
+            "superuser an email address",
+            notice.kind,
+            notice.key,
+        )
+    for recipient in recipients:
         row = NoticeLog.claim(
             kind=notice.kind, key=notice.key, recipient=recipient, subject=notice.subject, task_id=task_id
         )

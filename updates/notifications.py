@@ -95,8 +95,14 @@ def _render(kind: str, key: str, subject: str, context: dict[str, Any]) -> Notic
     )
 
 
+def _one_line(value: str, limit: int) -> str:
+    """A registry-supplied value made safe for a subject line and a log key."""
+    return " ".join(str(value).split())[:limit]
+
+
 def update_available_notice(version: str, severity: str = "", notes: str = "") -> Notice:
     instance = settings.OPENTRACE_INSTANCE_NAME
+    version, severity = _one_line(version, 64), _one_line(severity, 32)
     label = f" ({severity})" if severity and severity != "normal" else ""
     subject = f"[{instance}] OpenTrace {version} is available{label}"
     context = {**_base_context(), "version": version, "severity": severity, "notes": notes}

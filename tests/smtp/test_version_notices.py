@@ -64,6 +64,30 @@ def test_it_is_sent_once_across_ten_checks_and_two_recipients(
     assert all(entry.sent_at is not None for entry in log)
 
 
+def test_hostile_registry_values_cannot_inject_headers(
+    superuser, smtp_server, eager_celery, django_capture_on_commit_callbacks
+):
+    server = smtp_server("none")
+    configure_smtp(server)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        update_available.send(
+            sender=None,
+            version="9.9.9\r\nBcc: victim@example.com" + "9" * 500,
+            severity="critical\nX-Evil: 1",
+            notes="<img src=x onerror=alert(1)>" * 1000,
+            check_id=None,
+        )
+
+    [got] = server.received
+    assert got.rcpt_tos == [superuser.email]
+    assert got.message["Bcc"] is None
+    assert got.message["X-Evil"] is None
+    assert "<img" not in got.html
+    entry = NoticeLog.objects.get()
+    assert (entry.status, len(entry.key) <= 64) == ("sent", True)
+
+
 def test_a_newer_version_is_announced_again(
     superuser, smtp_server, eager_celery, django_capture_on_commit_callbacks
 ):
