@@ -28,13 +28,13 @@ class ConfiguredEmailBackend(BaseEmailBackend):
         try:
             self._transport = mailer.resolve_transport()
             inner = self._transport.connection(fail_silently=self.fail_silently)
-            opened = inner.open()
+            inner.open()
         except Exception as exc:
             if self.fail_silently:
                 return None
             raise mailer.classify(exc, self._transport) from None
         self._inner = inner
-        return bool(opened) or opened is None
+        return True
 
     def close(self) -> None:
         inner, self._inner = self._inner, None
