@@ -149,3 +149,16 @@ def test_the_project_sends_all_mail_through_the_configured_backend():
     import opentrace.settings as project_settings
 
     assert project_settings.EMAIL_BACKEND == "smtpconfig.backend.ConfiguredEmailBackend"
+
+
+def test_one_connection_can_carry_several_messages(smtp_server):
+    server = smtp_server("none")
+    configure_smtp(server)
+
+    with mail.get_connection() as connection:
+        sent = connection.send_messages(
+            [mail.EmailMessage(f"Digest {n}", "Body", to=[f"user{n}@example.com"]) for n in range(3)]
+        )
+
+    assert sent == 3
+    assert [got.message["Subject"] for got in server.received] == ["Digest 0", "Digest 1", "Digest 2"]
