@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from opentrace.clickhouse.errors import LockLost, LockUnavailable
+from opentrace.redact import redact
 
 # pg_advisory_lock(int4, int4): "OTMG" (OpenTrace MiGrations) and the lock's number.
 ADVISORY_KEY = (0x4F544D47, 1)
@@ -91,8 +92,9 @@ class PostgresAdvisoryLock:
                 autocommit=True, **{key: value for key, value in params.items() if value is not None}
             )
         except psycopg.Error as exc:
+            detail = redact(" ".join(str(exc).split()))[:500]
             raise LockUnavailable(
-                f"cannot open a PostgreSQL connection for the migration lock: {exc}".strip()
+                f"cannot open a PostgreSQL connection for the migration lock: {detail}"
             ) from None
 
     def _try(self) -> bool:

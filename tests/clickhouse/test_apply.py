@@ -217,3 +217,10 @@ def test_statements_run_with_percent_signs_and_braces_intact(engine, migrations)
         ("semi;colon",),
         ("{shard}",),
     ]
+
+
+def test_status_exits_2_when_the_state_cannot_be_read(engine, migrations):
+    migrations.write("0001_first.sql", "SELECT 'unterminated;\n")
+    result = cli("clickhouse_migrate", "status", "--check")
+    assert result.code == 2
+    assert result.err == "CommandError: 0001_first.sql: unterminated string literal starting on line 1\n"

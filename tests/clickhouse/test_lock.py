@@ -22,7 +22,7 @@ from django.db import connection
 from opentrace.clickhouse.errors import LockLost, LockUnavailable
 from opentrace.clickhouse.lock import ADVISORY_KEY, FileLock, PostgresAdvisoryLock, migration_lock
 from tests.clickhouse.conftest import cli, ledger_rows, query
-from tests.helpers import ROOT, clean_env
+from tests.helpers import ROOT, clean_env, closed_port
 
 pytestmark = pytest.mark.django_db
 
@@ -261,3 +261,20 @@ def test_on_postgresql_a_sigkilled_holder_releases_the_lock_at_once(engine):
     deadline = time.monotonic() + 5
     with migration_lock(5):
         assert time.monotonic() < deadline
+
+
+@pytest.mark.postgres
+def test_on_postgresql_an_unreachable_server_is_a_clear_lock_error():
+    lock = PostgresAdvisoryLock()
+    lock.settings_dict = {
+        **lock.settings_dict,
+        "HOST": "127.0.0.1",
+        "PORT": closed_port(),
+        "PASSWORD": "s3cret",
+    }
+    with pytest.raises(
+        LockUnavailable, match="cannot open a PostgreSQL connection for the migration lock"
+    ) as info:
+        lock.acquire(0)
+    assert "s3cret" not in str(info.value)
+    assert "\n" not in str(info.value)
