@@ -24,7 +24,7 @@ from host_agent.presets import make_preset
 from host_agent.reporter import Reporter
 from host_agent.runner import Runner
 from host_agent.steps import read_version
-from host_agent.trigger import read_trigger, run_id_hint
+from host_agent.trigger import TriggerSwapped, read_trigger, run_id_hint
 from host_agent.watcher import Watcher
 
 logger = logging.getLogger("host_agent")
@@ -86,7 +86,8 @@ class Agent:
             except (TriggerRejected, SignatureUnavailable) as exc:
                 self._reject(str(exc))
                 return "rejected"
-            except FileNotFoundError:
+            except (FileNotFoundError, TriggerSwapped):
+                # Withdrawn by the backend (cancel, expiry) before we claimed it, or replaced.
                 return None
             self.current_run = trigger.run_id
             try:
@@ -129,6 +130,8 @@ class Agent:
     def stop_background(self) -> None:
         self.stop.set()
         self.reporter.stop()
+        if self._heartbeat_thread is not None:
+            self._heartbeat_thread.join(timeout=10)
 
     def run_forever(self, *, use_inotify: bool = True) -> int:
         self.process_lock.acquire()
@@ -157,12 +160,14 @@ class Agent:
 
     def run_once(self, flush_timeout: float = 10.0) -> int:
         self.process_lock.acquire()
+        # Live progress while the run goes on; what is left is flushed (bounded) at the end.
+        self.start_background()
         try:
-            self.heartbeat.beat(busy=False)
             recovered = self.recover()
             outcome = self.process_once()
-            self.reporter.flush(flush_timeout)
         finally:
+            self.stop_background()
+            self.reporter.flush(flush_timeout)
             self.process_lock.release()
         if outcome == "rejected":
             return 2

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from host_agent import manifest
 from host_agent.clock import UTC
-from host_agent.errors import TriggerRejected
+from host_agent.errors import AgentError, TriggerRejected
 from host_agent.fsutil import fsync_dir
 from host_agent.signing import trigger_signature, verify_equal
 from host_agent.versions import compare, parse_version
@@ -44,6 +44,10 @@ FIELDS = frozenset(
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]{0,127}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SIGNATURE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class TriggerSwapped(AgentError):
+    permanent = False
 
 
 @dataclass(frozen=True)
@@ -225,9 +229,13 @@ class TriggerStore:
         fsync_dir(self.processing)
         info = os.lstat(target)
         if (info.st_dev, info.st_ino) != trigger.identity:
-            # Swapped between verifying and renaming: what we claimed is not what we verified.
-            os.rename(target, self.rejected / f"{trigger.run_id}-swapped.json")
-            raise TriggerRejected("the trigger was replaced while it was being verified")
+            # The backend withdrew the trigger and wrote a new one between our read and our
+            # rename: put the new one back (unless yet another arrived) and read it afresh.
+            if not os.path.lexists(self.trigger):
+                os.rename(target, self.trigger)
+            else:
+                os.rename(target, self.rejected / f"{trigger.run_id}-superseded.json")
+            raise TriggerSwapped("the trigger changed while it was being verified")
         return target
 
     def reject(self, reason: str, now: datetime | None = None) -> Path | None:

@@ -99,3 +99,34 @@ def test_a_second_agent_on_the_same_data_dir_refuses_to_start(project, backend):
     finally:
         first.terminate()
         first.wait(15)
+
+
+def test_sigterm_lets_the_current_step_finish_then_ends_the_run(project, backend):
+    # `deploy` takes a second; SIGTERM arrives in the middle of it.
+    slow_restart = (
+        f'{sys.executable} -c "import time, shutil, os; time.sleep(1.5); '
+        "shutil.copy('VERSION', os.path.join(os.environ['OPENTRACE_DATA_DIR'], 'served'))\""
+    )
+    run_id = write_trigger(project, trigger_fields("1.2.0"))
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "host_agent", *agent_argv(project, backend, "once", slow_restart)],
+        env=agent_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert wait_for(
+        lambda: (
+            ("deploy", "started") in [(e.get("step"), e.get("state")) for e in backend.run_events(run_id)]
+        ),
+        20,
+    )
+    agent.send_signal(signal.SIGTERM)
+    code = agent.wait(60)
+
+    steps = [(e.get("step"), e.get("state")) for e in backend.run_events(run_id) if e["kind"] == "step"]
+    assert ("deploy", "succeeded") in steps  # the step in progress completed
+    assert ("migrate", "started") not in steps  # and no further step began
+    assert backend.final_state(run_id) == "rolled_back"
+    assert code == 1
+    assert project.served() == "1.1.5"

@@ -173,3 +173,19 @@ class TestPinnedKeys:
         done = run_agent(project, backend, OPENTRACE_REGISTRY_KEYS=pinned)
 
         assert_rejected(project, backend, done, "no signature verifies", run_id)
+
+
+def test_a_trigger_replaced_between_verification_and_claim_is_not_run_under_the_old_id(project, tmp_path):
+    from host_agent.tests.conftest import SECRET
+    from host_agent.trigger import TriggerStore, TriggerSwapped, read_trigger
+
+    store = TriggerStore(project.updates)
+    write_trigger(project, trigger_fields("1.2.0"))
+    verified = read_trigger(store.trigger, secret=SECRET, registry_keys={}, running_version="1.1.5")
+    newer = write_trigger(project, trigger_fields("1.2.0"))  # the backend withdrew and re-requested
+
+    with pytest.raises(TriggerSwapped):
+        store.claim(verified)
+
+    assert not (store.processing / f"{verified.run_id}.json").exists()
+    assert json.loads(store.trigger.read_text())["run_id"] == newer
