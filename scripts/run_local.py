@@ -5,6 +5,8 @@ local install needs — the web server, the Celery worker with beat, and the hos
 `local` mode — restarting one that dies. SIGHUP restarts the web server and the worker
 from the checkout as it now is (the agent's `local` preset sends it during `deploy`);
 SIGINT/SIGTERM stop everything. The supervisor's pid is in `<DATA_DIR>/run/supervisor.pid`.
+OPENTRACE_RUN_WORKER=0 / OPENTRACE_RUN_AGENT=0 leave the worker / the agent out (the
+end-to-end tests run their own agent); OPENTRACE_HOST / OPENTRACE_PORT choose the address.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ def has_command(name: str) -> bool:
 
 
 def commands() -> dict[str, list[str]]:
-    procs = {
+    procs: dict[str, list[str]] = {
         "web": [PYTHON, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"],
-        "worker": [
+    }
+    if os.environ.get("OPENTRACE_RUN_WORKER", "1") != "0":
+        procs["worker"] = [
             PYTHON,
             "-m",
             "celery",
@@ -51,8 +55,7 @@ def commands() -> dict[str, list[str]]:
             "-B",
             "--pool=solo",
             "--loglevel=INFO",
-        ],
-    }
+        ]
     if (ROOT / "host_agent" / "__main__.py").exists() and os.environ.get("OPENTRACE_RUN_AGENT", "1") != "0":
         procs["agent"] = [PYTHON, "-m", "host_agent", "run", "--preset", "local", "--project-dir", str(ROOT)]
     return procs
@@ -83,8 +86,9 @@ class Supervisor:
     def restart_app(self) -> None:
         print("run_local: restarting web and worker from the current checkout", flush=True)
         for name in ("web", "worker"):
-            self.stop(name)
-            self.start(name)
+            if name in commands():
+                self.stop(name)
+                self.start(name)
 
     def run(self) -> int:
         signal.signal(signal.SIGINT, self._on_stop)
