@@ -1,0 +1,70 @@
+# OpenTrace production image: the Django web app (gunicorn), and with another command the
+# Celery worker and beat (see docker-compose.prod.yml). Two stages: the builder installs
+# requirements.txt from wheels into a venv; the runtime stage copies only that venv and the
+# code, runs as a non-root user and carries no compiler, no test tool and no embedded engine.
+#
+# BASE_IMAGE defaults to the official slim Python image. Where no registry is reachable
+# (the container tests) the same file builds from a local Debian base:
+#   docker build --build-arg BASE_IMAGE=localhost/debian-python:bookworm .
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS builder
+# Test-only hook, empty in production: the container tests set it to
+# requirements-embedded.txt because no ClickHouse server image can be pulled there.
+ARG EXTRA_REQUIREMENTS=""
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m venv /opt/venv
+COPY requirements.txt requirements-embedded.txt /tmp/requirements/
+# --only-binary: every dependency ships wheels (psycopg[binary] included), so a missing
+# wheel is a build error here instead of a silent attempt to compile without a compiler.
+RUN /opt/venv/bin/pip install --only-binary=:all: -r /tmp/requirements/requirements.txt \
+        ${EXTRA_REQUIREMENTS:+-r /tmp/requirements/${EXTRA_REQUIREMENTS}} \
+    && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools \
+    && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
+
+FROM ${BASE_IMAGE} AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    OPENTRACE_DATA_DIR=/app/data \
+    DEBUG=false \
+    WEB_CONCURRENCY=3 \
+    HOME=/tmp
+
+# A fixed uid/gid so the bind-mounted ./data can be chowned to it by install.sh;
+# docker-compose.prod.yml may run the containers as the installing user instead.
+RUN groupadd --system --gid 10001 opentrace \
+    && useradd --system --uid 10001 --gid opentrace --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin opentrace
+
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+# The code belongs to root and is read-only for the app user: the running app cannot
+# rewrite itself. Only /app/data (a volume) is writable.
+COPY . /app
+
+# Static files are collected at build time (whitenoise serves them with hashed names).
+# Settings refuse DEBUG=false with the development key, so collectstatic gets a throwaway
+# build-only key; the data dir it touches is a temporary folder removed in the same layer.
+RUN SECRET_KEY=build-only-collectstatic-key-never-used-at-runtime \
+    OPENTRACE_DATA_DIR=/tmp/build-data \
+    python manage.py collectstatic --noinput --verbosity 0 \
+    && rm -rf /tmp/build-data \
+    && python -c "import pathlib; assert pathlib.Path('/app/VERSION').read_text().strip()" \
+    && mkdir -p /app/data \
+    && chown opentrace:opentrace /app/data
+
+VOLUME ["/app/data"]
+USER opentrace:opentrace
+EXPOSE 8000
+
+# Shell form: no curl in the image, and podman's Docker API splits exec-form arguments.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=8).status == 200 else 1)"
+
+# WEB_CONCURRENCY sets the number of gunicorn workers.
+CMD ["gunicorn", "opentrace.wsgi:application", "--bind", "0.0.0.0:8000", \
+     "--worker-tmp-dir", "/dev/shm", "--timeout", "60", "--graceful-timeout", "30", \
+     "--access-logfile", "-", "--error-logfile", "-"]

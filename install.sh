@@ -1,0 +1,462 @@
+#!/usr/bin/env bash
+# Install (or re-run over) OpenTrace with Docker Compose, from this checkout.
+#
+#   ./install.sh                        # asks for the admin account
+#   ./install.sh --non-interactive --admin-user admin --admin-email ops@example.com \
+#       --admin-password-file /root/pw --base-url https://analytics.example.com
+#
+# Steps: check prerequisites; write .env with fresh secrets (only the keys it lacks; an
+# existing value is never changed; mode 0600); create data/; build and start the stack;
+# wait for the web app; run `manage.py migrate_all` and `manage.py ensure_admin` in the web
+# container; wait for /healthz; install the host agent as a systemd service (or start
+# updater.sh in the background where systemd is absent). Running it again changes nothing.
+# See docs/operations.md.
+set -euo pipefail
+
+readonly UNIT_NAME=opentrace-agent.service
+readonly DEFAULT_UID=10001
+
+usage() {
+  cat <<'EOF'
+Usage: install.sh [options]
+
+  --non-interactive          never prompt (also OPENTRACE_NONINTERACTIVE=1)
+  --project-dir DIR          the OpenTrace checkout (default: this script's directory)
+  --admin-user NAME          first admin account (OPENTRACE_ADMIN_USER, default: admin)
+  --admin-email EMAIL        its email (OPENTRACE_ADMIN_EMAIL, default: NAME@localhost)
+  --admin-password PASSWORD  its password (OPENTRACE_ADMIN_PASSWORD; default: generated,
+                             printed, and kept in data/secrets/admin_password)
+  --admin-password-file FILE read the password from FILE (keeps it off the command line)
+  --base-url URL             public URL, e.g. https://analytics.example.com
+                             (OPENTRACE_BASE_URL; default: http://localhost:PORT)
+  --http-bind ADDRESS        host address the web port is published on (default 127.0.0.1)
+  --http-port PORT           host port of the web app (default 8000)
+  --compose-cmd CMD          "docker compose" or "docker-compose" (default: detected)
+  --compose-file FILE        an extra compose file layered over docker-compose.prod.yml
+                             (repeatable; for tests and local overrides)
+  --no-build                 start the images that exist instead of building
+  --no-agent                 do not install or start the host agent
+  --timeout SECONDS          how long to wait for the web app (default 300)
+  -h, --help                 this help
+
+Settings in an existing .env win over --base-url/--http-bind/--http-port.
+EOF
+}
+
+log() { printf 'install: %s\n' "$*"; }
+warn() { printf 'install: warning: %s\n' "$*" >&2; }
+die() {
+  printf 'install: error: %s\n' "$*" >&2
+  exit 1
+}
+usage_error() {
+  printf 'install: error: %s (see --help)\n' "$*" >&2
+  exit 2
+}
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+project_dir=${OPENTRACE_PROJECT_DIR:-$script_dir}
+non_interactive=${OPENTRACE_NONINTERACTIVE:-0}
+admin_user=${OPENTRACE_ADMIN_USER:-}
+admin_email=${OPENTRACE_ADMIN_EMAIL:-}
+admin_password=${OPENTRACE_ADMIN_PASSWORD:-}
+base_url=${OPENTRACE_BASE_URL:-}
+http_bind=${OPENTRACE_HTTP_BIND:-127.0.0.1}
+http_port=${OPENTRACE_HTTP_PORT:-8000}
+compose_cmd=${OPENTRACE_COMPOSE_CMD:-}
+extra_files=()
+do_build=1
+install_agent=1
+timeout=${OPENTRACE_INSTALL_TIMEOUT:-300}
+# Where systemd units go, and the directory that exists only while systemd runs
+# (sd_booted(3)); both overridable so the tests can run the real script in a temp root.
+systemd_unit_dir=${OPENTRACE_SYSTEMD_UNIT_DIR:-/etc/systemd/system}
+systemd_runtime_dir=${OPENTRACE_SYSTEMD_RUNTIME_DIR:-/run/systemd/system}
+
+need_value() {
+  [[ $# -ge 2 && -n $2 ]] || usage_error "$1 needs a value"
+}
+
+while [[ $# -gt 0 ]]; do
+  arg=$1
+  value=
+  if [[ $arg == --*=* ]]; then
+    value=${arg#*=}
+    arg=${arg%%=*}
+    set -- "$arg" "$value" "${@:2}"
+  fi
+  case $arg in
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    -y | --non-interactive) non_interactive=1 ;;
+    --no-build) do_build=0 ;;
+    --no-agent) install_agent=0 ;;
+    --project-dir | --admin-user | --admin-email | --admin-password | --admin-password-file | \
+      --base-url | --http-bind | --http-port | --compose-cmd | --compose-file | --timeout)
+      need_value "$@"
+      case $arg in
+        --project-dir) project_dir=$2 ;;
+        --admin-user) admin_user=$2 ;;
+        --admin-email) admin_email=$2 ;;
+        --admin-password) admin_password=$2 ;;
+        --admin-password-file)
+          [[ -f $2 && -r $2 ]] || usage_error "--admin-password-file: cannot read $2"
+          IFS= read -r admin_password <"$2" || true
+          [[ -n $admin_password ]] || usage_error "--admin-password-file: $2 is empty"
+          ;;
+        --base-url) base_url=$2 ;;
+        --http-bind) http_bind=$2 ;;
+        --http-port) http_port=$2 ;;
+        --compose-cmd) compose_cmd=$2 ;;
+        --compose-file)
+          [[ -f $2 ]] || usage_error "--compose-file: no such file: $2"
+          extra_files+=("$(cd "$(dirname "$2")" && pwd)/$(basename "$2")")
+          ;;
+        --timeout) timeout=$2 ;;
+      esac
+      shift
+      ;;
+    *) usage_error "unknown option: $arg" ;;
+  esac
+  shift
+done
+
+case $non_interactive in
+  1 | true | yes) non_interactive=1 ;;
+  *) non_interactive=0 ;;
+esac
+[[ -t 0 ]] || non_interactive=1
+
+# --- validate input before touching anything -------------------------------------------
+if [[ ! $http_port =~ ^[0-9]{1,5}$ ]] || ((10#$http_port < 1 || 10#$http_port > 65535)); then
+  usage_error "--http-port must be a port number (1-65535), got '$http_port'"
+fi
+http_port=$((10#$http_port))
+[[ $http_bind =~ ^[0-9A-Fa-f.:]+$ ]] || usage_error "--http-bind must be an IP address, got '$http_bind'"
+if [[ ! $timeout =~ ^[0-9]{1,5}$ ]] || ((10#$timeout == 0)); then
+  usage_error "--timeout must be a number of seconds"
+fi
+timeout=$((10#$timeout))
+if [[ -n $admin_user && ! $admin_user =~ ^[A-Za-z0-9@.+_-]{1,150}$ ]]; then
+  usage_error "--admin-user may contain letters, digits and @.+-_ only"
+fi
+if [[ -n $admin_email && ! $admin_email =~ ^[^@[:space:]\"\']+@[^@[:space:]\"\']+$ ]]; then
+  usage_error "--admin-email is not an email address: '$admin_email'"
+fi
+if [[ $admin_password == *$'\n'* ]]; then
+  usage_error "--admin-password must be a single line"
+fi
+if [[ -n $base_url && ! $base_url =~ ^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$ && ! $base_url =~ ^https?://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?/?$ ]]; then
+  usage_error "--base-url must look like https://analytics.example.com (scheme and host only), got '$base_url'"
+fi
+[[ -d $project_dir ]] || usage_error "--project-dir: no such directory: $project_dir"
+project_dir=$(cd "$project_dir" && pwd)
+[[ -f $project_dir/docker-compose.prod.yml ]] ||
+  die "$project_dir has no docker-compose.prod.yml; run install.sh from the OpenTrace checkout"
+
+# --- prerequisites ----------------------------------------------------------------------
+have() { command -v "$1" >/dev/null 2>&1; }
+
+have python3 || die "python3 is required (the host agent runs on it): install python3"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
+  die "python3 3.9 or newer is required, found $(python3 --version 2>&1)"
+have git || die "git is required (updates are fetched with git): install git"
+
+compose=()
+if [[ -n $compose_cmd ]]; then
+  read -r -a compose <<<"$compose_cmd"
+  have "${compose[0]}" || die "--compose-cmd: ${compose[0]} not found"
+  "${compose[@]}" version >/dev/null 2>&1 || die "--compose-cmd: '$compose_cmd version' failed"
+elif have docker && docker compose version >/dev/null 2>&1; then
+  compose=(docker compose)
+elif have docker-compose && docker-compose version >/dev/null 2>&1; then
+  compose=(docker-compose)
+else
+  die "Docker Compose is required: install the docker compose plugin (v2) or docker-compose (v1)"
+fi
+if have docker; then
+  docker info >/dev/null 2>&1 || die "the Docker engine is not reachable ('docker info' failed); start it first"
+elif [[ ${compose[0]} == docker ]]; then
+  die "docker is required: install Docker Engine"
+fi
+
+cd "$project_dir"
+compose_files=(-f docker-compose.prod.yml)
+for file in "${extra_files[@]}"; do
+  compose_files+=(-f "$file")
+done
+dc() { "${compose[@]}" "${compose_files[@]}" "$@"; }
+
+if ! git -C "$project_dir" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  warn "$project_dir is not a git checkout: updates from the admin need one (git clone the repository)"
+fi
+
+# --- interactive questions --------------------------------------------------------------
+if ((!non_interactive)); then
+  if [[ -z $admin_user ]]; then
+    read -r -p "Admin user name [admin]: " admin_user
+  fi
+  if [[ -z $admin_email ]]; then
+    read -r -p "Admin email [${admin_user:-admin}@localhost]: " admin_email
+  fi
+  if [[ -z $admin_password ]]; then
+    read -r -s -p "Admin password (empty: generate one): " admin_password
+    echo
+  fi
+fi
+admin_user=${admin_user:-admin}
+admin_email=${admin_email:-$admin_user@localhost}
+[[ $admin_user =~ ^[A-Za-z0-9@.+_-]{1,150}$ ]] || usage_error "admin user may contain letters, digits and @.+-_ only"
+
+# --- .env -------------------------------------------------------------------------------
+env_file=$project_dir/.env
+
+env_get() {
+  # The last KEY=value line wins, as in docker compose.
+  [[ -f $env_file ]] || return 0
+  sed -n "s/^$1=//p" "$env_file" | tail -n 1
+}
+
+secret() {
+  case $1 in
+    token) python3 -c 'import secrets; print(secrets.token_urlsafe(48))' ;;
+    password) python3 -c 'import secrets; print(secrets.token_hex(24))' ;;
+    fernet) python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' ;;
+  esac
+}
+
+if [[ $(id -u) == 0 ]]; then
+  # Root installs run the app as a dedicated uid; data/ is chowned to it below.
+  app_uid=$DEFAULT_UID
+  app_gid=$DEFAULT_UID
+else
+  app_uid=$(id -u)
+  app_gid=$(id -g)
+fi
+
+[[ -n $base_url ]] || base_url="http://localhost:$http_port"
+base_url=${base_url%/}
+base_host=${base_url#*://}
+base_host=${base_host%:[0-9]*}
+[[ $base_host == \[*\] ]] || base_host=${base_host%%:*}
+allowed_hosts="localhost,127.0.0.1,[::1]"
+case ",$allowed_hosts," in
+  *",$base_host,"*) ;;
+  *) allowed_hosts="$allowed_hosts,$base_host" ;;
+esac
+
+# Ordered KEY=kind pairs; kind is a literal value or a secret generator.
+env_keys=(
+  "COMPOSE_PROJECT_NAME=value:${COMPOSE_PROJECT_NAME:-opentrace}"
+  "OPENTRACE_IMAGE_TAG=value:local"
+  "OPENTRACE_UID=value:$app_uid"
+  "OPENTRACE_GID=value:$app_gid"
+  "OPENTRACE_HTTP_BIND=value:$http_bind"
+  "OPENTRACE_HTTP_PORT=value:$http_port"
+  "SECRET_KEY=secret:token"
+  "DEBUG=value:false"
+  "ALLOWED_HOSTS=value:$allowed_hosts"
+  "CSRF_TRUSTED_ORIGINS=value:$base_url"
+  "OPENTRACE_BASE_URL=value:$base_url"
+  "OPENTRACE_AGENT_SECRET=secret:token"
+  "OPENTRACE_SECRETS_KEY=secret:fernet"
+  "POSTGRES_PASSWORD=secret:password"
+  "CLICKHOUSE_PASSWORD=secret:password"
+)
+
+ensure_env() {
+  if [[ -L $env_file ]]; then
+    die "$env_file is a symbolic link; refusing to write secrets through it"
+  fi
+  if [[ -e $env_file && ! -f $env_file ]]; then
+    die "$env_file exists and is not a regular file"
+  fi
+  local fresh=0 tmp entry key kind added=()
+  if [[ ! -e $env_file ]]; then
+    fresh=1
+  fi
+  tmp=$(mktemp "$project_dir/.env.XXXXXX")
+  chmod 600 "$tmp"
+  if ((fresh)); then
+    {
+      echo "# OpenTrace configuration written by install.sh. Keep it secret (mode 0600)."
+      echo "# install.sh never changes a value here; see .env.example for every setting."
+    } >"$tmp"
+  else
+    cat "$env_file" >"$tmp"
+    # A file without a final newline would glue our first key to its last line.
+    if [[ -s $tmp && $(tail -c 1 "$tmp") != "" ]]; then
+      echo >>"$tmp"
+    fi
+  fi
+  for entry in "${env_keys[@]}"; do
+    key=${entry%%=*}
+    kind=${entry#*=}
+    if ((!fresh)) && grep -q "^$key=" "$env_file"; then
+      continue
+    fi
+    case $kind in
+      value:*) printf '%s=%s\n' "$key" "${kind#value:}" >>"$tmp" ;;
+      secret:*) printf '%s=%s\n' "$key" "$(secret "${kind#secret:}")" >>"$tmp" ;;
+    esac
+    added+=("$key")
+  done
+  if ((fresh)); then
+    mv "$tmp" "$env_file"
+    log "wrote $env_file with fresh secrets (mode 0600)"
+  elif ((${#added[@]})); then
+    mv "$tmp" "$env_file"
+    log "added to $env_file: ${added[*]} (existing values kept)"
+  else
+    rm -f "$tmp"
+  fi
+  if [[ $(stat -c '%a' "$env_file") != 600 ]]; then
+    chmod 600 "$env_file"
+    log "tightened $env_file to mode 0600"
+  fi
+}
+ensure_env
+
+# A copied .env.example still holds placeholders: refuse rather than run on them.
+for key in SECRET_KEY OPENTRACE_AGENT_SECRET OPENTRACE_SECRETS_KEY POSTGRES_PASSWORD CLICKHOUSE_PASSWORD; do
+  if [[ $(env_get "$key") == *CHANGE-ME* ]]; then
+    die "$key in $env_file is still a CHANGE-ME placeholder: delete the line and re-run install.sh to generate it"
+  fi
+done
+
+# From here on .env is the truth (a re-run keeps the first run's choices).
+http_port=$(env_get OPENTRACE_HTTP_PORT)
+http_bind=$(env_get OPENTRACE_HTTP_BIND)
+app_uid=$(env_get OPENTRACE_UID)
+app_gid=$(env_get OPENTRACE_GID)
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-$(env_get COMPOSE_PROJECT_NAME)}
+case $http_bind in
+  0.0.0.0 | :: | "") probe_host=127.0.0.1 ;;
+  *:*) probe_host="[$http_bind]" ;;
+  *) probe_host=$http_bind ;;
+esac
+health_url="http://$probe_host:$http_port/healthz"
+
+# --- data dir ---------------------------------------------------------------------------
+data_dir=$project_dir/data
+if [[ ! -d $data_dir ]]; then
+  mkdir -p "$data_dir"
+  log "created $data_dir"
+fi
+if [[ $(id -u) == 0 && $(stat -c '%u:%g' "$data_dir") != "$app_uid:$app_gid" ]]; then
+  chown "$app_uid:$app_gid" "$data_dir"
+  log "data/ now belongs to uid $app_uid (the app containers' user)"
+fi
+
+# --- stack ------------------------------------------------------------------------------
+if ((do_build)); then
+  log "building the images (${compose[*]})"
+  dc build
+fi
+log "starting the stack"
+dc up -d
+
+# Prints the HTTP status of /healthz, or 000 when nothing answers.
+probe() {
+  python3 - "$health_url" <<'EOF'
+import sys
+import urllib.error
+import urllib.request
+
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=5) as response:
+        print(response.status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+except Exception:
+    print("000")
+EOF
+}
+
+# wait_for WANT: WANT is "any" (the app answers at all) or "200" (healthy).
+wait_for() {
+  local want=$1 deadline=$((SECONDS + timeout)) status
+  while :; do
+    status=$(probe)
+    if [[ $want == any && $status != 000 ]] || [[ $status == "$want" ]]; then
+      return 0
+    fi
+    if ((SECONDS >= deadline)); then
+      warn "$health_url answered $status after ${timeout}s; the stack's state and the web app's log:"
+      dc ps >&2 || true
+      dc logs --tail=60 web >&2 || true
+      return 1
+    fi
+    sleep 2
+  done
+}
+
+log "waiting for the web app at $health_url"
+wait_for any || die "the web app did not start"
+
+log "migrating PostgreSQL and ClickHouse (manage.py migrate_all)"
+dc exec -T web python manage.py migrate_all
+
+# The password goes through stdin, never on a command line another user could read.
+log "ensuring the admin account '$admin_user'"
+# shellcheck disable=SC2016 # $p expands in the container's shell, not here
+printf '%s\n' "$admin_password" | dc exec -T \
+  -e "OPENTRACE_ADMIN_USER=$admin_user" -e "OPENTRACE_ADMIN_EMAIL=$admin_email" web \
+  sh -c 'IFS= read -r p || true; if [ -n "$p" ]; then export OPENTRACE_ADMIN_PASSWORD="$p"; fi; exec python manage.py ensure_admin'
+
+log "waiting for /healthz to report ok"
+wait_for 200 || die "the web app is not healthy"
+
+# --- host agent -------------------------------------------------------------------------
+install_systemd_agent() {
+  local template=$project_dir/deploy/$UNIT_NAME unit=$systemd_unit_dir/$UNIT_NAME rendered
+  [[ -f $template ]] || die "$template is missing; cannot install the agent (use --no-agent to skip)"
+  # The unit's paths point at this checkout, wherever it lives.
+  rendered=$(sed -e "s#@PROJECT_DIR@#$project_dir#g" -e "s#/opt/opentrace#$project_dir#g" "$template")
+  if [[ ! -f $unit ]] || [[ $(cat "$unit") != "$rendered" ]]; then
+    mkdir -p "$systemd_unit_dir"
+    printf '%s\n' "$rendered" >"$unit"
+    chmod 644 "$unit"
+    log "installed $unit"
+    systemctl daemon-reload
+  fi
+  if ! systemctl is-enabled --quiet "$UNIT_NAME" || ! systemctl is-active --quiet "$UNIT_NAME"; then
+    systemctl enable --now "$UNIT_NAME"
+    log "agent service $UNIT_NAME enabled and started"
+  else
+    log "agent service $UNIT_NAME already running"
+  fi
+}
+
+start_background_agent() {
+  local pid_file=$data_dir/run/agent.pid log_file=$data_dir/logs/agent.log pid
+  [[ -x $project_dir/updater.sh ]] || die "$project_dir/updater.sh is missing; cannot start the agent (use --no-agent to skip)"
+  if [[ -f $pid_file ]]; then
+    pid=$(<"$pid_file")
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+      log "agent already running (pid $pid)"
+      return 0
+    fi
+  fi
+  mkdir -p "$data_dir/run" "$data_dir/logs"
+  OPENTRACE_PROJECT_DIR=$project_dir OPENTRACE_DATA_DIR=$data_dir \
+    OPENTRACE_BACKEND_URL="http://$probe_host:$http_port" OPENTRACE_AGENT_PRESET=compose \
+    nohup setsid "$project_dir/updater.sh" >>"$log_file" 2>&1 </dev/null &
+  echo $! >"$pid_file"
+  log "systemd is not running here: started updater.sh in the background (pid $!, log $log_file)"
+}
+
+if ((install_agent)); then
+  if have systemctl && [[ -d $systemd_runtime_dir ]]; then
+    install_systemd_agent
+  else
+    start_background_agent
+  fi
+else
+  log "--no-agent: the host agent is not installed; updates from the admin will wait for one"
+fi
+
+log "OpenTrace is running: $(env_get OPENTRACE_BASE_URL)/admin/ (admin user '$admin_user')"
+log "manual update: git pull && ${compose[*]} -f docker-compose.prod.yml up --build -d"
