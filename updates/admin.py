@@ -1,6 +1,112 @@
+"""Update history (the read-only UpdateRun admin) and the "System updates" page's place in Settings."""
+
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.utils.html import format_html
+
+from updates.models import UpdateRun
 
 # "System updates" is a custom page listed first in the admin's Settings section.
 admin.site.register_settings_page("System updates", "updates_system", order=0)
+
+
+def _may_see_history(request: HttpRequest) -> bool:
+    user = request.user
+    return (
+        user.is_active
+        and user.is_staff
+        and (user.has_perm("updates.view_updaterun") or user.has_perm("updates.install_update"))
+    )
+
+
+@admin.register(UpdateRun)
+class UpdateRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "requested_at",
+        "versions",
+        "status_badge",
+        "requested_by_name",
+        "duration_display",
+        "failed_step",
+    )
+    list_filter = ("status", "requested_at")
+    search_fields = ("from_version", "to_version", "git_tag")
+    date_hierarchy = "requested_at"
+    list_select_related = ("requested_by",)
+    list_per_page = 50
+    show_full_result_count = False
+    fields = (
+        "id",
+        "status",
+        "from_version",
+        "to_version",
+        "git_tag",
+        "git_commit",
+        "severity",
+        "requested_by",
+        "requested_by_username",
+        "requested_at",
+        "started_at",
+        "finished_at",
+        "duration_display",
+        "failed_step",
+        "error",
+        "rollback_cause",
+        "manifest_verified",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="Versions", ordering="to_version")
+    def versions(self, run: UpdateRun) -> str:
+        return f"{run.from_version} → {run.to_version}"
+
+    @admin.display(description="Outcome", ordering="status")
+    def status_badge(self, run: UpdateRun) -> str:
+        return format_html(
+            '<span class="ot-status ot-status-{}">{}</span>', run.status, run.get_status_display()
+        )
+
+    @admin.display(description="Requested by", ordering="requested_by__username")
+    def requested_by_name(self, run: UpdateRun) -> str:
+        return run.requested_by.get_username() if run.requested_by else run.requested_by_username or "—"
+
+    @admin.display(description="Duration")
+    def duration_display(self, run: UpdateRun) -> str:
+        duration = run.duration
+        if duration is None:
+            return "—"
+        return str(duration).split(".")[0]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _may_see_history(request)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _may_see_history(request)
+
+    # History is a record: nobody adds, edits or deletes runs here.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        run = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if run is not None:
+            extra["timeline"] = run.step_timeline()
+            extra["log"] = run.log_lines()
+        return super().change_view(request, object_id, form_url, extra_context=extra)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
 
 from updates.checking import run_check
-from updates.models import RegistryCheck, RegistryState
+from updates.models import RegistryCheck, RegistryState, RunStatus, TransitionRefused, UpdateRun
 
 logger = logging.getLogger(__name__)
 
@@ -19,3 +22,23 @@ def check_for_updates_if_due() -> str:
         return "not due"
     check = run_check(RegistryCheck.Trigger.SCHEDULED)
     return check.outcome
+
+
+@shared_task(name="updates.tasks.expire_unclaimed_runs", ignore_result=True)
+def expire_unclaimed_runs() -> int:
+    """Expire requested runs no agent claimed within OPENTRACE_TRIGGER_TIMEOUT."""
+    horizon = timezone.now() - timedelta(seconds=settings.OPENTRACE_TRIGGER_TIMEOUT)
+    expired = 0
+    stale = UpdateRun.objects.filter(status=RunStatus.REQUESTED, requested_at__lt=horizon)
+    for run_id in stale.values_list("pk", flat=True):
+        run = UpdateRun.objects.filter(pk=run_id).first()
+        if run is None:
+            continue
+        try:
+            if run.expire():
+                expired += 1
+            else:
+                logger.info("run %s was claimed by an agent; not expiring it", run_id)
+        except TransitionRefused:
+            logger.info("run %s moved on before it could expire", run_id)
+    return expired

@@ -7,9 +7,19 @@ from django.urls import path
 
 from updates import views
 
+
+def _page(view):  # type: ignore[no-untyped-def]
+    # Staff login required, never cached, CSRF-protected: what every admin view gets.
+    return admin.site.admin_view(view)
+
+
 urlpatterns = [
-    path("updates/system/", admin.site.admin_view(views.system_updates), name="updates_system"),
-    path("updates/system/check/", admin.site.admin_view(views.check_now), name="updates_check_now"),
-    path("updates/system/skip/", admin.site.admin_view(views.skip_version), name="updates_skip"),
-    path("updates/system/unskip/", admin.site.admin_view(views.unskip_version), name="updates_unskip"),
+    path("updates/system/", _page(views.system_updates), name="updates_system"),
+    path("updates/system/check/", _page(views.check_now), name="updates_check_now"),
+    path("updates/system/skip/", _page(views.skip_version), name="updates_skip"),
+    path("updates/system/unskip/", _page(views.unskip_version), name="updates_unskip"),
+    path("updates/system/install/", _page(views.install_confirm), name="updates_install_confirm"),
+    path("updates/system/install/start/", _page(views.install), name="updates_install"),
+    path("updates/system/runs/<uuid:run_id>/cancel/", _page(views.cancel_run), name="updates_cancel"),
+    path("updates/system/progress/", _page(views.progress), name="updates_progress"),
 ]

@@ -6,19 +6,32 @@ CSRF); actions that change something also check their permission here, explicitl
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from updates.checking import run_check
-from updates.models import RegistryCheck, RegistryState
+from updates.models import (
+    AgentHeartbeat,
+    RegistryCheck,
+    RegistryState,
+    RunAlreadyActive,
+    TransitionRefused,
+    UpdateRun,
+)
+
+LOG_TAIL = 200
+RECENT_OUTCOME = timedelta(hours=24)  # a finished run stays on the page this long
 
 INSTALL_PERMISSION = "updates.install_update"
 
@@ -53,14 +66,207 @@ def registry_context(now: Any = None) -> dict[str, Any]:
     }
 
 
+def current_run() -> UpdateRun | None:
+    """The active run, else the most recent one if it finished recently (to show its outcome)."""
+    active = UpdateRun.active()
+    if active is not None:
+        return active
+    latest = UpdateRun.objects.select_related("requested_by").order_by("-requested_at").first()
+    if latest and latest.finished_at and timezone.now() - latest.finished_at < RECENT_OUTCOME:
+        return latest
+    return None
+
+
+def install_refusal(
+    state: RegistryState, *, version: str | None = None, digest: str | None = None
+) -> str | None:
+    """Why installing the offered release is refused right now, or None."""
+    offer = state.offer()
+    latest = offer.latest
+    if latest is None:
+        return "No newer release is offered."
+    if version is not None and (version != latest.version or digest != state.document_sha256):
+        return "The offered release changed since this page was shown; review it again."
+    if not offer.installable:
+        step = f" Install {offer.intermediate.version} first." if offer.intermediate else ""
+        return f"{latest.version} can only be installed from {latest.min_upgrade_from} or later.{step}"
+    staleness = state.staleness()
+    if state.expires_at is not None and staleness.stale:
+        return "The update information is stale; run a successful check first."
+    if not AgentHeartbeat.status().online:
+        return (
+            "The update agent on the host is offline (no heartbeat in the last "
+            f"{settings.OPENTRACE_AGENT_OFFLINE_AFTER} s); start it with updater.sh or its systemd service."
+        )
+    active = UpdateRun.active()
+    if active is not None:
+        return f"Another update ({active}) is already requested or running."
+    return None
+
+
 def system_updates(request: HttpRequest) -> HttpResponse:
+    registry = registry_context()
+    run = current_run()
     context = {
         **admin.site.each_context(request),
         "title": "System updates",
         "can_install": can_install(request),
-        **registry_context(),
+        **registry,
+        "agent": AgentHeartbeat.status(),
+        "agent_offline_after": settings.OPENTRACE_AGENT_OFFLINE_AFTER,
+        "install_refusal": install_refusal(registry["state"]),
+        "run": run,
+        "run_progress": progress_payload(run) if run else None,
     }
     return render(request, "updates/system.html", context)
+
+
+def _admin_log(request: HttpRequest, run: UpdateRun, flag: int, message: str) -> None:
+    LogEntry.objects.log_actions(
+        user_id=request.user.pk, queryset=[run], action_flag=flag, change_message=message, single_object=True
+    )
+
+
+def install_confirm(request: HttpRequest) -> HttpResponse:
+    _require_install_permission(request)
+    state = RegistryState.load()
+    offer = state.offer()
+    if offer.latest is None:
+        messages.error(request, "No newer release is offered.")
+        return HttpResponseRedirect(_system_url())
+    shown = request.GET.get("version")
+    if shown and shown != offer.latest.version:
+        messages.error(request, "The offered release changed since the page was shown; review it again.")
+        return HttpResponseRedirect(_system_url())
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Install OpenTrace {offer.latest.version}?",
+        **registry_context(),
+        "release": offer.latest,
+        "agent": AgentHeartbeat.status(),
+        "refusal": install_refusal(state),
+        "idempotency_key": uuid.uuid4().hex,
+        "document_sha256": state.document_sha256,
+    }
+    return render(request, "updates/install_confirm.html", context)
+
+
+@require_POST
+def install(request: HttpRequest) -> HttpResponse:
+    _require_install_permission(request)
+    key = request.POST.get("idempotency_key", "")
+    try:
+        key = uuid.UUID(key).hex
+    except ValueError:
+        messages.error(request, "The form was incomplete; please confirm again.")
+        return HttpResponseRedirect(_system_url())
+    previous = UpdateRun.objects.filter(idempotency_key=key).first()
+    if previous is not None:
+        # A double submit: the first one already did it.
+        return HttpResponseRedirect(_system_url())
+    state = RegistryState.load()
+    refusal = install_refusal(
+        state, version=request.POST.get("version", ""), digest=request.POST.get("document_sha256", "")
+    )
+    if refusal is not None:
+        messages.error(request, f"The update was not started: {refusal}")
+        return HttpResponseRedirect(_system_url())
+    release = state.offer().latest
+    assert release is not None
+    try:
+        run, created = UpdateRun.request(
+            user=request.user,
+            from_version=settings.OPENTRACE_VERSION,
+            to_version=release.version,
+            git_tag=release.git_tag,
+            git_commit=release.git_commit,
+            severity=release.severity,
+            manifest=bytes(state.document),
+            manifest_verified=state.verified,
+            idempotency_key=key,
+        )
+    except RunAlreadyActive as exc:
+        messages.error(request, f"The update was not started: {exc.message}.")
+        return HttpResponseRedirect(_system_url())
+    if created:
+        _admin_log(request, run, ADDITION, f"Requested the update {run.from_version} → {run.to_version}.")
+        messages.success(
+            request, f"The update to {run.to_version} was requested; the host agent will pick it up shortly."
+        )
+    return HttpResponseRedirect(_system_url())
+
+
+@require_POST
+def cancel_run(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+    _require_install_permission(request)
+    run = get_object_or_404(UpdateRun, pk=run_id)
+    try:
+        run.cancel(by=request.user)
+    except TransitionRefused as exc:
+        messages.error(request, f"The update could not be cancelled: {exc.message}.")
+    else:
+        _admin_log(request, run, CHANGE, "Cancelled the update before an agent claimed it.")
+        messages.success(request, f"The update to {run.to_version} was cancelled.")
+    return HttpResponseRedirect(_system_url())
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def progress_payload(run: UpdateRun) -> dict[str, Any]:
+    steps = [
+        {
+            "name": step["name"],
+            "state": step["state"],
+            "started_at": _iso(step["started_at"]),
+            "finished_at": _iso(step["finished_at"]),
+            "duration_seconds": step["duration"].total_seconds() if step["duration"] else None,
+            "message": step["message"],
+        }
+        for step in run.step_timeline()
+    ]
+    return {
+        "id": str(run.pk),
+        "status": run.status,
+        "status_display": run.get_status_display(),
+        "terminal": run.is_terminal,
+        "from_version": run.from_version,
+        "to_version": run.to_version,
+        "requested_by": run.requested_by_username,
+        "requested_at": _iso(run.requested_at),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "failed_step": run.failed_step,
+        "error": run.error,
+        "rollback_cause": run.rollback_cause,
+        "steps": steps,
+        "log_tail": run.log_lines(tail=LOG_TAIL),
+        "url": reverse("admin:updates_updaterun_change", args=[run.pk]),
+    }
+
+
+@require_GET
+def progress(request: HttpRequest) -> JsonResponse:
+    """The current run's progress for the page's polling script."""
+    run_id = request.GET.get("run")
+    if run_id:
+        try:
+            run = UpdateRun.objects.filter(pk=uuid.UUID(run_id)).first()
+        except ValueError:
+            raise Http404("no such run") from None
+        if run is None:
+            raise Http404("no such run")
+    else:
+        run = current_run()
+    agent = AgentHeartbeat.status()
+    return JsonResponse(
+        {
+            "running_version": settings.OPENTRACE_VERSION,
+            "agent": {"online": agent.online, "last_seen": _iso(agent.last_seen)},
+            "run": progress_payload(run) if run else None,
+        }
+    )
 
 
 @require_POST

@@ -50,3 +50,37 @@ def operator(django_user_model):
     if permission is not None:
         user.user_permissions.add(permission)
     return user
+
+
+@pytest.fixture
+def agent_online(db):
+    """A host agent that sent a heartbeat just now."""
+    from updates.models import AgentHeartbeat
+
+    return AgentHeartbeat.record(
+        agent_id="docker-host-1",
+        agent_version="1.0",
+        deployed_version="1.1.5",
+        busy=False,
+        run_id=None,
+        reported_at=None,
+    )
+
+
+@pytest.fixture
+def offered(registry_server, db):
+    """The registry offers 1.2.0 (pinned to a commit) and a check has recorded it."""
+    from tests.updates.registry_server import full_document
+    from updates.checking import run_check
+    from updates.models import RegistryCheck, RegistryState
+
+    registry_server.serve_json(
+        "/version.json",
+        full_document(
+            {"version": "1.2.0", "severity": "security", "notes": "Fixes", "git_commit": "b" * 40},
+            meta_version=7,
+        ),
+    )
+    check = run_check(RegistryCheck.Trigger.SCHEDULED)
+    assert check.outcome == "ok", check.error
+    return RegistryState.load()
