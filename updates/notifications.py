@@ -18,7 +18,6 @@ from django.conf import settings
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 
 from smtpconfig.models import NoticeLog
 from smtpconfig.notices import Notice
@@ -111,13 +110,7 @@ def update_available_notice(version: str, severity: str = "", notes: str = "") -
 
 def log_tail(run: Any, limit: int = LOG_TAIL_LINES) -> list[str]:
     """The last `limit` log lines of a run, oldest first."""
-    lines: list[str] = []
-    # Each log event carries at least one line, so `limit` events always suffice.
-    for event in run.events.filter(kind="log").order_by("-seq")[:limit]:
-        lines[:0] = [str(line) for line in (event.lines or [])]
-        if len(lines) >= limit:
-            break
-    return lines[-limit:]
+    return [str(line) for line in run.log_lines(tail=limit)]
 
 
 def _run_link(run: Any) -> str:
@@ -159,8 +152,7 @@ def run_notice(run_id: str, new_status: str) -> Notice | None:
         "failed": f"[{instance}] Update to {run.to_version} FAILED",
         "rolled_back": f"[{instance}] Update to {run.to_version} failed and was rolled back",
     }
-    finished = run.finished_at or timezone.now()
-    duration = finished - run.started_at if run.started_at else None
+    duration = run.duration
     context = {
         **_base_context(),
         "run": run,
