@@ -168,3 +168,27 @@ def test_a_mail_failure_never_fails_the_run(
     run.refresh_from_db()
     assert run.status == "succeeded"
     assert set(NoticeLog.objects.values_list("status", flat=True)) == {"failed"}
+
+
+def test_events_reported_by_the_agent_api_mail_the_operators(
+    client, run, server, eager_celery, django_capture_on_commit_callbacks
+):
+    from tests.updates.agent_client import event, post_events
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_events(
+            client,
+            run.pk,
+            event(1, "run", state="running"),
+            event(2, "step", step="build", state="started"),
+            event(3, "log", step="build", lines=["Step 1/9 : FROM python:3.11-slim", "npm ERR! code E404"]),
+            event(4, "step", step="build", state="failed", message="docker build exited 1"),
+            event(5, "run", state="failed", message="build: docker build exited 1"),
+        )
+
+    assert response.status_code == 200
+    started, failed = server.received
+    assert started.message["Subject"].endswith("Update to 1.2.0 started")
+    assert failed.message["Subject"].endswith("Update to 1.2.0 FAILED")
+    assert "Failing step: build" in failed.text
+    assert "npm ERR! code E404" in failed.text
