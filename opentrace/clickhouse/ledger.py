@@ -210,9 +210,9 @@ def append(client: Client, context: TemplateContext, row: LedgerRow) -> LedgerRo
         "run_id": "String",
         "app_version": "String",
         "host": "String",
-        "started_at": "DateTime64(6)",
-        "finished_at": "Nullable(DateTime64(6))",
-        "recorded_at": "DateTime64(6)",
+        "started_at": "DateTime64(6, 'UTC')",
+        "finished_at": "Nullable(DateTime64(6, 'UTC'))",
+        "recorded_at": "DateTime64(6, 'UTC')",
     }
     parameters = {column: getattr(written, column) for column in _COLUMNS}
     parameters["is_deleted"] = 1 if written.is_deleted else 0
