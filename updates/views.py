@@ -90,9 +90,8 @@ def install_refusal(
     if not offer.installable:
         step = f" Install {offer.intermediate.version} first." if offer.intermediate else ""
         return f"{latest.version} can only be installed from {latest.min_upgrade_from} or later.{step}"
-    staleness = state.staleness()
-    if state.expires_at is not None and staleness.stale:
-        return "The update information is stale; run a successful check first."
+    if state.expires_at is not None and state.expires_at <= timezone.now():
+        return "The update information has expired (stale); run a successful check first."
     if not AgentHeartbeat.status().online:
         return (
             "The update agent on the host is offline (no heartbeat in the last "

@@ -314,3 +314,17 @@ def test_the_page_polls_and_keeps_retrying_through_a_restart(client, staff_user)
     assert "Waiting for the server" in page
     assert "setTimeout(poll" in page
     assert "innerHTML" not in page  # the script only ever sets textContent
+
+
+def test_refused_when_the_registry_document_has_expired(
+    client, operator, offered, agent_online, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    RegistryState.objects.filter(pk=offered.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    client.force_login(operator)
+    response = post_install(client, offered, django_capture_on_commit_callbacks)
+    assert b"has expired" in response.content
+    assert UpdateRun.objects.count() == 0

@@ -225,3 +225,34 @@ def test_history_of_checks_is_bounded(registry_server, monkeypatch):
     for _ in range(8):
         run_check(RegistryCheck.Trigger.MANUAL)
     assert RegistryCheck.objects.count() == 5
+
+
+def test_tls_is_always_verified(tmp_path):
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    import trustme
+
+    authority = trustme.CA()  # not trusted by the client: its certificates must be refused
+    certificate = authority.issue_cert("127.0.0.1")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            respond(b'{"version": "9.9.9"}')(self)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate.configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        error = fetch_error(f"https://127.0.0.1:{server.server_address[1]}/version.json", deadline=5)
+    finally:
+        thread.join(timeout=5)
+        server.server_close()
+    assert "TLS verification failed" in error.message

@@ -104,3 +104,11 @@ def test_no_signal_when_up_to_date_or_skipped(registry_server, django_capture_on
     finally:
         signals.update_available.disconnect(receiver)
     assert received == []
+
+
+def test_both_beat_tasks_are_registered_with_the_celery_app(settings):
+    from opentrace.celery import app
+
+    app.loader.import_default_modules()
+    for entry in settings.CELERY_BEAT_SCHEDULE.values():
+        assert entry["task"] in app.tasks

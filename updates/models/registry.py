@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from updates import signals
@@ -99,10 +99,13 @@ class RegistryState(models.Model):
     # --- reading -------------------------------------------------------------------
     @classmethod
     def load(cls) -> RegistryState:
-        state, _ = cls.objects.get_or_create(
-            pk=cls.SINGLETON,
-            defaults={"offset_seconds": random.uniform(0, settings.OPENTRACE_UPDATE_CHECK_INTERVAL)},
-        )
+        try:
+            state, _ = cls.objects.get_or_create(
+                pk=cls.SINGLETON,
+                defaults={"offset_seconds": random.uniform(0, settings.OPENTRACE_UPDATE_CHECK_INTERVAL)},
+            )
+        except IntegrityError:  # two processes created the row at once; the other one won
+            state = cls.objects.get(pk=cls.SINGLETON)
         return state
 
     def release_list(self) -> list[Release]:
