@@ -228,6 +228,38 @@ def lock_path() -> Path:
     return Path(settings.DATA_DIR) / LOCK_FILE_NAME
 
 
+def holder_elsewhere() -> str | None:
+    """Who holds the migration lock right now (None: nobody), without taking it.
+
+    Best effort, for `status`: an error while looking is reported as nobody.
+    """
+    try:
+        if uses_postgres():
+            with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+                cursor.execute(
+                    """SELECT l.pid FROM pg_locks l
+                       WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s
+                         AND l.objsubid = 2 AND l.granted AND l.database = (
+                             SELECT oid FROM pg_database WHERE datname = current_database())""",
+                    ADVISORY_KEY,
+                )
+                row = cursor.fetchone()
+            return None if row is None else f"PostgreSQL backend pid {row[0]} holds the advisory lock"
+        probe = FileLock(lock_path())
+        if not probe.path.exists():
+            return None
+        fd = os.open(probe.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return probe._holder()
+        finally:
+            os.close(fd)
+        return None
+    except Exception:
+        return None
+
+
 @contextmanager
 def migration_lock(timeout: float) -> Iterator[MigrationLock]:
     """Hold the migration lock for the block, waiting up to `timeout` seconds for it."""

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -31,12 +31,11 @@ from opentrace.clickhouse import ledger
 from opentrace.clickhouse.catalog import Migration, TemplateContext, load_migrations
 from opentrace.clickhouse.errors import ClusterMissing, MigrationBlocked, MigrationError, StatementFailed
 from opentrace.clickhouse.ledger import APPLIED, FAILED, RUNNING, LedgerRow
+from opentrace.clickhouse.lock import MigrationLock, holder_elsewhere
 from opentrace.redact import redact
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
-
-    from opentrace.clickhouse.lock import MigrationLock
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +136,7 @@ class StatusDict(TypedDict):
     database: str
     cluster: str | None
     ok: bool
+    in_progress: str | None
     pending: list[str]
     dirty: list[str]
     changed: list[str]
@@ -149,6 +149,7 @@ class Status:
     database: str
     cluster: str | None
     states: list[MigrationState]
+    in_progress: str | None = None  # who holds the migration lock, when a run is going on
 
     def named(self, state: str) -> list[str]:
         return [item.name for item in self.states if item.state == state]
@@ -222,6 +223,7 @@ class Status:
             "database": self.database,
             "cluster": self.cluster,
             "ok": self.up_to_date,
+            "in_progress": self.in_progress,
             "pending": self.pending,
             "dirty": self.dirty,
             "changed": self.changed,
@@ -262,7 +264,8 @@ def read_status(*, busy_timeout: float | None = None) -> Status:
     migrations = load_migrations()
     context = TemplateContext.from_settings()
     with clickhouse.connect(busy_timeout=busy_timeout) as client:
-        return compare(migrations, ledger.read(client, context), context)
+        status = compare(migrations, ledger.read(client, context), context)
+    return replace(status, in_progress=holder_elsewhere())
 
 
 class PendingSummary(TypedDict):

@@ -7,6 +7,7 @@ marked `postgres` check what only the advisory lock does.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -125,6 +126,19 @@ def test_apply_fails_fast_while_another_process_holds_the_lock(engine):
     assert f"pid {holder.pid}" in result.err or "backend pid" in result.err
     assert "pass a longer --lock-timeout" in result.err
     assert query("SELECT count() FROM system.databases WHERE name = 'opentrace'") == [(0,)]
+
+
+def test_status_says_when_a_run_is_in_progress(engine):
+    assert "in progress" not in cli("clickhouse_migrate", "status").out
+    holder = hold_lock(engine)
+    try:
+        result = cli("clickhouse_migrate", "status")
+        data = json.loads(cli("clickhouse_migrate", "status", "--json").out)
+    finally:
+        kill(holder)
+    assert result.code == 0
+    assert "A migration run is in progress" in result.out
+    assert data["in_progress"]
 
 
 def test_apply_waits_for_the_lock_and_a_sigkilled_holder_releases_it(engine):

@@ -111,6 +111,11 @@ class Command(BaseCommand):
                     detail += f"  error: {migrator._excerpt(row.error, 200)}"
             lines.append(f"  {item.name:<{width}}  {item.state:<8}  {done}/{total}{detail}")
         lines.append(status.summary())
+        if status.in_progress:
+            lines.append(
+                f"A migration run is in progress ({status.in_progress}): "
+                "a `running` migration may still be working; let it finish before repairing anything."
+            )
         for blocker in status.blockers:
             lines.append(f"! {blocker.repair_hint()}")
         return "\n".join(lines)
