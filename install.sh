@@ -160,8 +160,8 @@ project_dir=$(cd "$project_dir" && pwd)
 have() { command -v "$1" >/dev/null 2>&1; }
 
 have python3 || die "python3 is required (the host agent runs on it): install python3"
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
-  die "python3 3.9 or newer is required, found $(python3 --version 2>&1)"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
+  die "python3 3.10 or newer is required (the host agent runs on it), found $(python3 --version 2>&1)"
 have git || die "git is required (updates are fetched with git): install git"
 
 compose=()
@@ -236,6 +236,15 @@ else
   app_gid=$(id -g)
 fi
 
+# The address the host (health probe, agent) reaches the published web port on.
+local_url() {
+  case $1 in
+    0.0.0.0 | :: | "") printf 'http://127.0.0.1:%s' "$2" ;;
+    *:*) printf 'http://[%s]:%s' "$1" "$2" ;;
+    *) printf 'http://%s:%s' "$1" "$2" ;;
+  esac
+}
+
 [[ -n $base_url ]] || base_url="http://localhost:$http_port"
 base_url=${base_url%/}
 base_host=${base_url#*://}
@@ -260,6 +269,7 @@ env_keys=(
   "ALLOWED_HOSTS=value:$allowed_hosts"
   "CSRF_TRUSTED_ORIGINS=value:$base_url"
   "OPENTRACE_BASE_URL=value:$base_url"
+  "OPENTRACE_BACKEND_URL=value:$(local_url "$http_bind" "$http_port")"
   "OPENTRACE_AGENT_SECRET=secret:token"
   "OPENTRACE_SECRETS_KEY=secret:fernet"
   "POSTGRES_PASSWORD=secret:password"
@@ -332,12 +342,9 @@ http_bind=$(env_get OPENTRACE_HTTP_BIND)
 app_uid=$(env_get OPENTRACE_UID)
 app_gid=$(env_get OPENTRACE_GID)
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-$(env_get COMPOSE_PROJECT_NAME)}
-case $http_bind in
-  0.0.0.0 | :: | "") probe_host=127.0.0.1 ;;
-  *:*) probe_host="[$http_bind]" ;;
-  *) probe_host=$http_bind ;;
-esac
-health_url="http://$probe_host:$http_port/healthz"
+backend_url=$(env_get OPENTRACE_BACKEND_URL)
+[[ -n $backend_url ]] || backend_url=$(local_url "$http_bind" "$http_port")
+health_url="$backend_url/healthz"
 
 # --- data dir ---------------------------------------------------------------------------
 data_dir=$project_dir/data
@@ -442,7 +449,7 @@ start_background_agent() {
   fi
   mkdir -p "$data_dir/run" "$data_dir/logs"
   OPENTRACE_PROJECT_DIR=$project_dir OPENTRACE_DATA_DIR=$data_dir \
-    OPENTRACE_BACKEND_URL="http://$probe_host:$http_port" OPENTRACE_AGENT_PRESET=compose \
+    OPENTRACE_BACKEND_URL=$backend_url OPENTRACE_AGENT_PRESET=compose \
     nohup setsid "$project_dir/updater.sh" >>"$log_file" 2>&1 </dev/null &
   echo $! >"$pid_file"
   log "systemd is not running here: started updater.sh in the background (pid $!, log $log_file)"
