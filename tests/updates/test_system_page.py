@@ -171,3 +171,27 @@ def test_skipping_garbage_is_refused(client, superuser):
     response = client.post(reverse("updates_skip"), {"version": "<script>"}, follow=True)
     assert b"That is not a version." in response.content
     assert RegistryState.load().skipped_versions == []
+
+
+def test_the_operator_can_skip(client, operator, registry_server):
+    serve_and_check(registry_server, {"version": "1.2.0"})
+    client.force_login(operator)
+    assert b"Skip this version" in client.get(PAGE).content
+    client.post(reverse("updates_skip"), {"version": "1.2.0"})
+    assert RegistryState.load().skipped_versions == ["1.2.0"]
+
+
+def test_anonymous_cannot_skip(client, registry_server):
+    serve_and_check(registry_server, {"version": "1.2.0"})
+    assert client.post(reverse("updates_skip"), {"version": "1.2.0"}).status_code == 302
+    assert RegistryState.load().skipped_versions == []
+
+
+def test_a_registry_that_never_answered_says_there_is_no_information(client, superuser, registry_server):
+    registry_server.serve("/version.json", respond(b"", status=500))
+    for _ in range(3):
+        run_check(RegistryCheck.Trigger.MANUAL)
+    client.force_login(superuser)
+    page = client.get(PAGE).content.decode()
+    assert "No update information yet (checks keep failing)" in page
+    assert "Up to date" not in page
