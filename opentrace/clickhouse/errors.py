@@ -31,6 +31,12 @@ class StatementFailed(MigrationError):
         self.statement = statement
 
 
+class LedgerUnavailable(MigrationError):
+    """ClickHouse refused a read or write of the ledger (unreachable, or a table not ours)."""
+
+    permanent = False
+
+
 class LockUnavailable(MigrationError):
     """Another run holds the migration lock past `--lock-timeout`."""
 

@@ -13,13 +13,16 @@ need a migration of its own to grow.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from opentrace.clickhouse.catalog import TemplateContext, render
-from opentrace.clickhouse.errors import MigrationError
+from opentrace.clickhouse.errors import LedgerUnavailable, MigrationError
+from opentrace.redact import redact
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -73,8 +76,31 @@ _COLUMNS = (
 )
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _guarded(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """ClickHouse failures while touching the ledger become one clear `LedgerUnavailable`."""
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return function(*args, **kwargs)
+            except MigrationError:
+                raise
+            except Exception as exc:
+                detail = redact(" ".join(str(exc).split()))[:500] or type(exc).__name__
+                raise LedgerUnavailable(f"could not {action} the migration ledger {TABLE}: {detail}") from exc
+
+        return wrapper
+
+    return decorate
 
 
 @dataclass(frozen=True)
@@ -120,12 +146,14 @@ def table(context: TemplateContext) -> str:
     return render("${db}." + TABLE, context)
 
 
+@_guarded("create")
 def ensure(client: Client, context: TemplateContext) -> None:
     """Create the database and the ledger table when they do not exist (on the cluster, if any)."""
     for statement in (_CREATE_DATABASE, _CREATE_TABLE):
         client.command(render(statement, context), settings={"alter_sync": 2})
 
 
+@_guarded("find")
 def exists(client: Client, context: TemplateContext) -> bool:
     return bool(int(client.command(f"EXISTS TABLE {table(context)}")))
 
@@ -136,6 +164,7 @@ def _micros_to_datetime(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value / 1_000_000, UTC)
 
 
+@_guarded("read")
 def read(client: Client, context: TemplateContext) -> dict[str, LedgerRow]:
     """The current row of every migration the ledger knows (none when there is no ledger yet)."""
     if not exists(client, context):
@@ -173,6 +202,7 @@ def read(client: Client, context: TemplateContext) -> dict[str, LedgerRow]:
     return rows
 
 
+@_guarded("read")
 def history(client: Client, context: TemplateContext, name: str) -> list[dict[str, object]]:
     """Every row ever written for `name`, oldest first (the audit trail behind `FINAL`)."""
     if not exists(client, context):
@@ -185,6 +215,7 @@ def history(client: Client, context: TemplateContext, name: str) -> list[dict[st
     return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
 
+@_guarded("write to")
 def append(client: Client, context: TemplateContext, row: LedgerRow) -> LedgerRow:
     """Write `row` as the newest state of its migration and return it as written."""
     # The caller holds the migration lock, so no other writer races this `rev`; the clock

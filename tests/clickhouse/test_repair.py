@@ -228,3 +228,16 @@ def test_mark_not_applied_on_a_pending_migration_changes_nothing(engine, migrati
     assert result.code == 0
     assert "already not applied" in result.out
     assert ledger_rows("0001_base") == []
+
+
+def test_a_ledger_table_that_is_not_ours_is_a_clear_error(engine):
+    command("CREATE DATABASE opentrace")
+    command("CREATE TABLE opentrace.schema_migrations (id UInt64) ENGINE = MergeTree ORDER BY id")
+    status = cli("clickhouse_migrate", "status")
+    assert status.code == 2
+    assert status.err.startswith("CommandError: could not read the migration ledger schema_migrations: ")
+    assert len(status.err.strip().splitlines()) == 1
+    apply = cli("clickhouse_migrate", "apply")
+    assert apply.code == 1
+    assert "migration ledger schema_migrations" in apply.err
+    assert "events" not in tables()

@@ -19,8 +19,13 @@ from opentrace.clickhouse.catalog import TemplateContext, load_migrations
 from opentrace.clickhouse.errors import MigrationError
 from opentrace.clickhouse.lint import lint
 from opentrace.clickhouse.lock import migration_lock
+from opentrace.redact import redact
 
 DEFAULT_LOCK_TIMEOUT = 60.0
+
+
+def one_line(exc: BaseException) -> str:
+    return redact(" ".join(str(exc).split()))[:500]
 
 
 def add_lock_timeout(parser: ArgumentParser) -> None:
@@ -79,6 +84,12 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=2 if action == "status" else 1) from None
         except clickhouse.ClickHouseError as exc:
             raise CommandError(f"ClickHouse: {exc}", returncode=2 if action == "status" else 1) from None
+        except CommandError:
+            raise
+        except Exception as exc:  # a bug or an unforeseen failure: still one line (--traceback shows more)
+            raise CommandError(
+                f"unexpected {type(exc).__name__}: {one_line(exc)}", returncode=2 if action == "status" else 1
+            ) from exc
 
     # --- readers -------------------------------------------------------------------
 

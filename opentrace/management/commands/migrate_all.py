@@ -22,7 +22,7 @@ from opentrace.clickhouse import client as clickhouse
 from opentrace.clickhouse import migrator
 from opentrace.clickhouse.errors import MigrationError
 from opentrace.clickhouse.lock import migration_lock
-from opentrace.management.commands.clickhouse_migrate import add_lock_timeout, lock_timeout
+from opentrace.management.commands.clickhouse_migrate import add_lock_timeout, lock_timeout, one_line
 from opentrace.redact import redact
 
 
@@ -51,6 +51,10 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except clickhouse.ClickHouseError as exc:
             raise CommandError(f"ClickHouse: {exc}") from None
+        except CommandError:
+            raise
+        except Exception as exc:  # a bug or an unforeseen failure: still one line (--traceback shows more)
+            raise CommandError(f"unexpected {type(exc).__name__}: {one_line(exc)}") from exc
         if planned:
             django_line = f"Django ({vendor}): applied {len(planned)} migration(s): {', '.join(planned)}"
         else:
