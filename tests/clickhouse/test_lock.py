@@ -46,8 +46,12 @@ WORKER = (
     + """
 from django.conf import settings
 from django.core.management import ManagementUtility
-if sys.argv[1] != "-":
-    settings.CLICKHOUSE_MIGRATIONS_DIR = sys.argv[1]
+settings.CLICKHOUSE_MIGRATIONS_DIR = sys.argv[1]
+go = os.environ.get("GO_FILE")
+if go:  # start together: wait until the test says go, so the runs really overlap
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.01)
 ManagementUtility(["manage.py", *sys.argv[2:]]).execute()
 """
 )
@@ -169,10 +173,15 @@ def test_migrate_all_waits_on_the_same_lock(engine):
 
 
 @pytest.mark.parametrize("timeout", ["0", "30"])
-def test_two_concurrent_applies_never_both_apply(engine, slow, timeout):
-    env = child_env(engine)
-    runs = [start(WORKER, str(slow), "clickhouse_migrate", "apply", "--lock-timeout", timeout, env=env)]
-    runs.append(start(WORKER, str(slow), "clickhouse_migrate", "apply", "--lock-timeout", timeout, env=env))
+def test_two_concurrent_applies_never_both_apply(engine, slow, timeout, tmp_path):
+    go = tmp_path / "go"
+    env = {**child_env(engine), "GO_FILE": str(go)}
+    args = ("clickhouse_migrate", "apply", "--lock-timeout", timeout)
+    runs = [start(WORKER, str(slow), *args, env=env) for _ in range(2)]
+    for run in runs:
+        assert run.stdout is not None
+        assert run.stdout.readline().strip() == "ready"
+    go.touch()
     outputs = [run.communicate(timeout=120) for run in runs]
     codes = sorted(run.returncode for run in runs)
     everything = "".join(out + err for out, err in outputs)
