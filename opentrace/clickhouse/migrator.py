@@ -62,7 +62,7 @@ def _describe(exc: BaseException) -> str:
     return redact(text)[:1000]
 
 
-def _excerpt(sql: str, limit: int = 160) -> str:
+def excerpt(sql: str, limit: int = 160) -> str:
     flat = " ".join(sql.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
@@ -114,11 +114,11 @@ class MigrationState:
         if row.status == RUNNING:
             what += " (its run was interrupted)"
         if row.error:
-            what += f" (error: {_excerpt(row.error, 300)})"
+            what += f" (error: {excerpt(row.error, 300)})"
         if self.migration and not self.file_changed and row.statements_done < len(self.migration.statements):
             index = row.statements_done
             statement = self.migration.statements[index]
-            what += f". Next statement {index + 1} (line {statement.line}): {_excerpt(statement.text)}"
+            what += f". Next statement {index + 1} (line {statement.line}): {excerpt(statement.text)}"
         if self.file_changed:
             resume = (
                 "its file changed since, so it cannot be resumed: run it again from the start with "

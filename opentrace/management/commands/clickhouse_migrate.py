@@ -119,7 +119,7 @@ class Command(BaseCommand):
                 if row.reason:
                     detail += f"  reason: {row.reason}"
                 if row.error:
-                    detail += f"  error: {migrator._excerpt(row.error, 200)}"
+                    detail += f"  error: {migrator.excerpt(row.error, 200)}"
             lines.append(f"  {item.name:<{width}}  {item.state:<8}  {done}/{total}{detail}")
         lines.append(status.summary())
         if status.in_progress:
