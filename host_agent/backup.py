@@ -118,6 +118,22 @@ def _run(argv: list[str], *, cwd: Path, env: dict[str, str], stdin=None, stdout=
     return done.stdout.decode("utf-8", "replace") if done.stdout else ""
 
 
+def _sqlite_copy(source: Path, target: Path) -> None:
+    """SQLite's online backup: a consistent copy even while the app writes (it waits for locks)."""
+    try:
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=60)
+        try:
+            dst = sqlite3.connect(target, timeout=60)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+        finally:
+            src.close()
+    except sqlite3.Error as exc:
+        raise BackupError(f"copying SQLite {source} → {target} failed: {exc}") from None
+
+
 def _excluded(tools: BackupTools) -> set[Path]:
     skip = {tools.data_dir / name for name in EXCLUDED}
     chdb = tools.chdb_path()
@@ -173,10 +189,7 @@ def create_backup(
         target = partial / "database.sqlite3"
         if source.exists():
             # The backup API copies a consistent snapshot even while the app writes.
-            with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(target) as dst:
-                src.backup(dst)
-            dst.close()
-            src.close()
+            _sqlite_copy(source, target)
         log(f"database: SQLite {source} copied")
     else:
         with open(partial / "database.pgdump", "wb") as out:
@@ -279,10 +292,7 @@ def restore_database(tools: BackupTools, directory: Path, manifest: dict[str, ob
         if not source.exists():
             return "database: the backup has no SQLite file (there was none); left as is"
         target.parent.mkdir(parents=True, exist_ok=True)
-        with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(target) as dst:
-            src.backup(dst)
-        dst.close()
-        src.close()
+        _sqlite_copy(source, target)
         return f"database: SQLite {target} restored"
     with open(directory / "database.pgdump", "rb") as dump:
         _run(

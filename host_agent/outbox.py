@@ -122,6 +122,17 @@ class Outbox:
             if run.complete and not run.pending:
                 self._remove(run)
 
+    def rewind(self, run_id: str) -> None:
+        """Send the run's events again from seq 1 (the backend acknowledges what it already has).
+
+        Needed after the database was restored from a backup taken mid-run: the events the
+        backend stored after the backup are gone from it, though it had acknowledged them.
+        """
+        with self._lock:
+            run = self._run(run_id)
+            if run is not None:
+                write_atomic(self._acked_path(run.path), b"0\n")
+
     def drop(self, run_id: str, seq: int, reason: str) -> None:
         """The backend refused an event for good: keep it in `dead/` for the operator, move on."""
         with self._lock:

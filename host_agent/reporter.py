@@ -11,7 +11,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from host_agent.backend import EVENTS_PATH, BackendClient
@@ -73,6 +74,18 @@ class Reporter:
     def log(self, run_id: str, step: str, lines: list[str]) -> None:
         for start in range(0, len(lines), 200):
             self.event(run_id, "log", step=step, lines=lines[start : start + 200])
+
+    @contextmanager
+    def replaying(self, run_id: str) -> Iterator[None]:
+        """Hold delivery while the backend's database is restored, then send the run again from seq 1.
+
+        Events the backend stored after the backup are gone from it although it acknowledged
+        them; nothing may be delivered between the restore and the rewind.
+        """
+        with self._send_lock:
+            yield
+            self.outbox.rewind(run_id)
+        self._wake.set()
 
     # --- delivering ------------------------------------------------------------------
     def deliver_once(self) -> bool:

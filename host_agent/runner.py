@@ -63,6 +63,7 @@ class Runner:
             backend=self.backend,
             log=log,
             min_upgrade_from=min_upgrade_from,
+            restoring_database=lambda: self.reporter.replaying(record.run_id),
         )
 
     def _crash_point(self, step: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,8 @@ class StepContext:
     backend: BackendClient
     log: Callable[[str, list[str]], None]
     min_upgrade_from: str | None = None
+    # Wraps a database restore: the backend loses the events it stored since the backup.
+    restoring_database: Callable[[], AbstractContextManager[None]] = nullcontext
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
 
@@ -194,10 +197,11 @@ def rollback(ctx: StepContext) -> str:
         directory = Path(record.backup_dir)
         try:
             manifest = verify_backup(directory)
-            lines = [
-                restore_database(tools, directory, manifest),
-                restore_clickhouse(tools, directory, manifest),
-            ]
+            with ctx.restoring_database():
+                lines = [
+                    restore_database(tools, directory, manifest),
+                    restore_clickhouse(tools, directory, manifest),
+                ]
         except BackupError as exc:
             raise StepFailed("rollback", f"restoring the database failed: {exc}") from None
         ctx.log("rollback", lines)

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import closing
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -124,16 +125,47 @@ def project(tmp_path: Path) -> Project:
 
 @dataclass
 class FakeBackend:
-    """SPEC §6 endpoints with independent HMAC checks, and a /healthz for the fake app."""
+    """SPEC §6 endpoints with independent HMAC checks, and a /healthz for the fake app.
 
-    project: Project | None = None
-    events: list[dict] = field(default_factory=list)
+    Events are stored in the fake app's own SQLite database, like the real backend stores
+    them in its database: a rollback that restores the database loses what came after the
+    backup, and the agent must deliver it again.
+    """
+
+    project: Project
     heartbeats: list[dict] = field(default_factory=list)
     rejected_auth: int = 0
     down: bool = False
     health_status: int = 200
     refuse_seq: set[int] = field(default_factory=set)
     url: str = ""
+
+    def _db(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.project.data_dir / "opentrace.sqlite3", timeout=10)
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS agent_events (run_id TEXT, seq INT, body TEXT, UNIQUE(run_id, seq))"
+        )
+        return db
+
+    @property
+    def events(self) -> list[dict]:
+        with closing(self._db()) as db:
+            rows = db.execute("SELECT body FROM agent_events ORDER BY rowid").fetchall()
+        return [json.loads(body) for (body,) in rows]
+
+    def store(self, run_id: str, events: list[dict]) -> tuple[int, int]:
+        accepted = duplicates = 0
+        with closing(self._db()) as db, db:
+            for event in events:
+                try:
+                    db.execute(
+                        "INSERT INTO agent_events VALUES (?, ?, ?)",
+                        (run_id, event["seq"], json.dumps({**event, "run_id": run_id})),
+                    )
+                    accepted += 1
+                except sqlite3.IntegrityError:
+                    duplicates += 1
+        return accepted, duplicates
 
     def seqs(self, run_id: str) -> list[int]:
         return [e["seq"] for e in self.events if e["run_id"] == run_id]
@@ -188,17 +220,10 @@ def _handler(backend: FakeBackend) -> type[BaseHTTPRequestHandler]:
                 return self._answer(200, {"accepted": 1, "duplicates": 0})
             if self.path != "/api/updates/agent/events":
                 return self._answer(404, {})
-            accepted = duplicates = 0
             for event in payload["events"]:
                 if event["seq"] in backend.refuse_seq:
                     return self._answer(409, {"error": "forbidden transition"})
-            for event in payload["events"]:
-                key = (payload["run_id"], event["seq"])
-                if any((e["run_id"], e["seq"]) == key for e in backend.events):
-                    duplicates += 1
-                    continue
-                backend.events.append({**event, "run_id": payload["run_id"]})
-                accepted += 1
+            accepted, duplicates = backend.store(payload["run_id"], payload["events"])
             self._answer(200, {"accepted": accepted, "duplicates": duplicates})
 
     return Handler

@@ -107,6 +107,9 @@ def test_a_failed_migration_rolls_back_and_restores_the_database(project, backen
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "schema" not in tables  # the half-applied migration is gone
     assert project.db_rows() == [(1, "written before the update")]
+    # The backend's own tables were restored too; the agent delivered the lost events again.
+    seqs = backend.seqs(run_id)
+    assert seqs == list(range(1, len(seqs) + 1))
 
 
 def test_a_failed_healthcheck_rolls_back_to_the_old_release(project, backend):
