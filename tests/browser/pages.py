@@ -1,0 +1,59 @@
+"""What a person does in the admin, as small steps the browser tests share."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.live_server import LiveServer
+
+
+def log_in(page: Page, server: LiveServer, username: str, password: str) -> None:
+    page.goto(server.url("/admin/login/"))
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+def open_settings_page(page: Page, server: LiveServer, name: str) -> None:
+    """From the admin index, follow the link in the "Settings" section."""
+    page.goto(server.url("/admin/"))
+    settings = page.locator("#content-main .app-settings")
+    expect(settings).to_contain_text("Settings")
+    settings.get_by_role("link", name=name, exact=True).click()
+
+
+def configure_smtp(page: Page, server: LiveServer, *, port: int, username: str, password: str) -> None:
+    """Settings → SMTP configuration: point all mail at 127.0.0.1:<port>, plain SMTP with AUTH."""
+    open_settings_page(page, server, "SMTP configuration")
+    page.locator("#id_enabled").check()
+    page.locator("#id_host").fill("127.0.0.1")
+    page.locator("#id_port").fill(str(port))
+    page.locator("#id_security").select_option("none")
+    page.locator("#id_timeout").fill("5")
+    page.locator("#id_username").fill(username)
+    page.locator("#id_password").fill(password)
+    page.locator("#id_from_address").fill("OpenTrace Ops <ops@opentrace.test>")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".messagelist .success")).to_be_visible()
+
+
+def screenshot(page: Page, artifacts: Path, name: str) -> Path:
+    path = artifacts / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def wait_until(condition: Any, timeout: float = 20, message: str = "condition") -> Any:
+    """Poll `condition()` (something outside the browser, e.g. a mailbox) until it is truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
