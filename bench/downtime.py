@@ -1,0 +1,273 @@
+"""Benchmark 2: the downtime window of a `local`-mode update of the real OpenTrace.
+
+A throwaway local install: the committed HEAD of this repository cloned twice (an
+"upstream" that then gets a release commit bumping VERSION to the next patch, and the
+install's checkout), run by `scripts/run_local.py` exactly as `make run` does — runserver,
+the host agent in `local` mode, the embedded defaults (SQLite, chdb, filesystem broker) in
+the checkout's own data dir; no Celery worker (nothing here needs one). An admin's run is
+created (`UpdateRun.request`, as the install view does) and the agent performs the whole
+update: preflight, backup, fetch, build, deploy (SIGHUP → the supervisor restarts the web
+server), migrate (`manage.py migrate_all`), healthcheck.
+
+A prober GETs /healthz every 50 ms (1 s timeout) from before the trigger until the run has
+ended; a probe fails when it gets no answer or a non-200. Reported: the longest continuous
+failure, every failure window with the steps it overlapped, and the time per step.
+
+    .venv/bin/python bench/downtime.py [--interval 0.05] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common
+
+
+class Prober:
+    def __init__(self, url: str, interval: float) -> None:
+        self.url = url
+        self.interval = interval
+        self.samples: list[tuple[float, bool, str]] = []  # (unix time, ok, what)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _probe(self) -> tuple[bool, str]:
+        try:
+            with urllib.request.urlopen(self.url, timeout=1.0) as response:
+                body = json.loads(response.read() or b"{}")
+                return response.status == 200, f"200 {body.get('version')}"
+        except urllib.error.HTTPError as exc:
+            try:
+                failing = json.loads(exc.read() or b"{}").get("failing")
+            except ValueError:
+                failing = None
+            return False, f"{exc.code} {failing or ''}".strip()
+        except (OSError, ValueError) as exc:
+            return False, type(exc).__name__
+
+    def _loop(self) -> None:
+        next_at = time.monotonic()
+        while not self.stop.is_set():
+            at = time.time()
+            ok, what = self._probe()
+            self.samples.append((at, ok, what))
+            next_at += self.interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                self.stop.wait(delay)
+            else:
+                next_at = time.monotonic()
+
+    def windows(self) -> list[dict[str, object]]:
+        """Continuous failures: from the first failed probe to the next successful one."""
+        found = []
+        start = None
+        reasons: set[str] = set()
+        for at, ok, what in self.samples:
+            if not ok and start is None:
+                start, reasons = at, {what}
+            elif not ok:
+                reasons.add(what)
+            elif start is not None:
+                found.append({"start": start, "end": at, "seconds": at - start, "answers": sorted(reasons)})
+                start = None
+        if start is not None:
+            end = self.samples[-1][0]
+            found.append({"start": start, "end": end, "seconds": end - start, "answers": sorted(reasons)})
+        return found
+
+
+def git(cwd: Path, *args: str) -> str:
+    from host_agent.tests.conftest import git as run_git
+
+    return run_git(cwd, *args)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--interval", type=float, default=0.05)
+    parser.add_argument("--keep", action="store_true", help="keep the temp install for inspection")
+    args = parser.parse_args()
+    started = time.monotonic()
+    at_start = common.machine()
+    tmp = Path(__import__("tempfile").mkdtemp(prefix="bench-downtime-"))
+    upstream, checkout = tmp / "upstream", tmp / "opentrace"
+    git(tmp, "clone", "-q", str(common.ROOT), str(upstream))
+    git(tmp, "clone", "-q", str(upstream), str(checkout))
+    current = (checkout / "VERSION").read_text().strip()
+    major, minor, patch = (int(p) for p in current.split("."))
+    target = f"{major}.{minor}.{patch + 1}"
+    (upstream / "VERSION").write_text(target + "\n")
+    git(upstream, "commit", "-qam", f"release {target}")
+    git(upstream, "tag", f"v{target}")
+
+    data_dir = checkout / "data"
+    port = common.free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENTRACE_", "CLICKHOUSE_", "DATABASE_URL", "CELERY_", "DJANGO_"))
+    }
+    env.update(
+        OPENTRACE_DATA_DIR=str(data_dir),
+        OPENTRACE_PORT=str(port),
+        OPENTRACE_RUN_WORKER="0",
+        OPENTRACE_ADMIN_PASSWORD="bench-" + common.new_token(),
+    )
+    log_path = tmp / "run_local.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
+    supervisor = subprocess.Popen(
+        [common.PYTHON, "scripts/run_local.py"], cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    result: dict[str, object] = {}
+    try:
+        boot = common.wait_http(base + "/healthz", timeout=150)
+        print(f"install up in {boot:.1f} s at {base} (running {current}, releasing {target})", flush=True)
+        time.sleep(3)  # the agent has started watching
+        common.setup_django({**env, "OPENTRACE_DATA_DIR": str(data_dir)})
+        from django.contrib.auth import get_user_model
+
+        from updates.models import UpdateRun
+
+        admin = get_user_model().objects.filter(is_superuser=True).first()
+        prober = Prober(base + "/healthz", args.interval)
+        prober.thread.start()
+        time.sleep(1.0)
+        requested_at = time.time()
+        run, _ = UpdateRun.request(
+            user=admin,
+            from_version=current,
+            to_version=target,
+            git_tag=f"v{target}",
+            git_commit=None,
+            severity="normal",
+            manifest=common.manifest(target),
+            manifest_verified=False,
+            idempotency_key=uuid.uuid4().hex,
+        )
+        deadline = time.monotonic() + 160
+        while time.monotonic() < deadline:
+            run.refresh_from_db()
+            if run.is_terminal:
+                break
+            time.sleep(0.2)
+        ended_at = time.time()
+        time.sleep(1.0)
+        prober.stop.set()
+        prober.thread.join()
+        timeline = run.step_timeline()
+        steps = [
+            {
+                "step": s["name"],
+                "state": s["state"],
+                "seconds": s["duration"].total_seconds() if s["duration"] else None,
+                "start": s["started_at"].timestamp() if s["started_at"] else None,
+                "end": s["finished_at"].timestamp() if s["finished_at"] else None,
+            }
+            for s in timeline
+        ]
+        windows = prober.windows()
+        for w in windows:
+            w["steps"] = [
+                s["step"]
+                for s in steps
+                if s["start"] and s["end"] and s["start"] <= w["end"] and s["end"] >= w["start"]
+            ]
+        longest = max((w["seconds"] for w in windows), default=0.0)
+        total = (
+            (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
+        )
+        failed = sum(1 for _, ok, _ in prober.samples if not ok)
+        result = {
+            "from_version": current,
+            "to_version": target,
+            "outcome": run.status,
+            "error": run.error,
+            "update_seconds": total,
+            "request_to_end_seconds": ended_at - requested_at,
+            "probes": len(prober.samples),
+            "failed_probes": failed,
+            "probe_interval_s": args.interval,
+            "longest_failure_s": longest,
+            "failure_windows": [
+                {**w, "start": round(w["start"] - requested_at, 3), "end": round(w["end"] - requested_at, 3)}
+                for w in windows
+            ],
+            "steps": [
+                {
+                    **s,
+                    "start": s["start"] and round(s["start"] - requested_at, 3),
+                    "end": s["end"] and round(s["end"] - requested_at, 3),
+                }
+                for s in steps
+            ],
+        }
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        try:
+            supervisor.wait(60)
+        except subprocess.TimeoutExpired:
+            supervisor.kill()
+            supervisor.wait()
+        log.close()
+        if not result:
+            print(log_path.read_text()[-4000:], file=sys.stderr)
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"kept {tmp}")
+    if not result:
+        return 1
+    print(
+        common.table(
+            [[s["step"], s["state"], s["seconds"], s["start"], s["end"]] for s in result["steps"]],
+            ["step", "state", "seconds", "from s", "to s"],
+        )
+    )
+    print()
+    print(
+        common.table(
+            [
+                [w["start"], w["end"], w["seconds"], ", ".join(w["steps"]), "; ".join(w["answers"])]
+                for w in result["failure_windows"]
+            ]
+            or [["-", "-", 0.0, "-", "no failed probe"]],
+            ["from s", "to s", "seconds", "during", "answers"],
+        )
+    )
+    print(
+        f"\noutcome {result['outcome']}; update {result['update_seconds']:.1f} s; {result['probes']} probes, "
+        f"{result['failed_probes']} failed; longest failure {result['longest_failure_s']:.2f} s "
+        f"(target < 5 s: {'met' if result['longest_failure_s'] < 5 else 'MISSED'})"
+    )
+    common.write_results(
+        "downtime",
+        {
+            "_machine_at_start": at_start,
+            **result,
+            "target": "longest failure < 5 s",
+            "met": result["longest_failure_s"] < 5,
+        },
+        started,
+    )
+    return 0 if result["outcome"] == "succeeded" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
