@@ -6,6 +6,7 @@ import os
 import shutil
 
 import pytest
+from django.db import connections
 from django.test import Client
 
 from tests.updates.agent_client import event, post_events
@@ -30,6 +31,9 @@ def browser_page():
         page.set_default_timeout(20_000)
         yield page
         browser.close()
+        # While Playwright's loop runs, Django keys connections by context, not by thread:
+        # close the ones this test opened here, where they are visible.
+        connections.close_all()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
