@@ -180,12 +180,15 @@ def fetch(
     *,
     etag: str | None = None,
     deadline: float = DEADLINE,
-    session: requests.Session | None = None,
 ) -> FetchResult:
     """GET the registry document. Raises `RegistryError` for every failure."""
-    deadline_at = time.monotonic() + deadline
     _check_url(url, None)
-    session = session or requests.Session()
+    with requests.Session() as session:
+        return _fetch(session, url, etag=etag, deadline=deadline)
+
+
+def _fetch(session: requests.Session, url: str, *, etag: str | None, deadline: float) -> FetchResult:
+    deadline_at = time.monotonic() + deadline
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     if etag:
         headers["If-None-Match"] = etag

@@ -66,7 +66,8 @@ def build(run: Any) -> dict[str, Any]:
         "target_version": run.to_version,
         "git_tag": run.git_tag,
         "git_commit": run.git_commit or None,
-        "requested_by": run.requested_by_username or "",
+        # The agent requires a non-empty name; runs always have one unless made outside the UI.
+        "requested_by": run.requested_by_username or "unknown",
         "requested_at": run.requested_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "manifest": base64.b64encode(bytes(run.manifest)).decode(),
     }

@@ -195,3 +195,15 @@ def test_a_registry_that_never_answered_says_there_is_no_information(client, sup
     page = client.get(PAGE).content.decode()
     assert "No update information yet (checks keep failing)" in page
     assert "Up to date" not in page
+
+
+def test_an_expired_document_says_stale_since_its_expiry(client, superuser, registry_server):
+    from datetime import UTC, datetime, timedelta
+
+    serve_and_check(registry_server, {"version": "1.1.5"})
+    expired = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+    RegistryState.objects.update(expires_at=expired, last_success_at=expired - timedelta(days=1))
+    client.force_login(superuser)
+    page = client.get(PAGE).content.decode()
+    assert "Update information is stale since 2026-01-02 03:04 UTC" in page
+    assert "Up to date" not in page
