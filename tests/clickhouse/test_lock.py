@@ -61,10 +61,10 @@ CREATE TABLE IF NOT EXISTS ${db}.slow${on_cluster} (x UInt8) ENGINE = ${replicat
 SELECT sleep(2);
 CREATE TABLE IF NOT EXISTS ${db}.after${on_cluster} (x UInt8) ENGINE = ${replicated}MergeTree() ORDER BY x;
 """
-# Statement 2 takes ~6 s, one row per block: a wide window to kill the run inside it.
+# Statement 2 takes ~5 s, one row per block: a wide window to kill the run inside it.
 VERY_SLOW = """
 CREATE TABLE IF NOT EXISTS ${db}.slow${on_cluster} (x UInt8) ENGINE = ${replicated}MergeTree() ORDER BY x;
-SELECT sleepEachRow(1) FROM numbers(6) SETTINGS max_block_size = 1;
+SELECT sleepEachRow(1) FROM numbers(5) SETTINGS max_block_size = 1;
 CREATE TABLE IF NOT EXISTS ${db}.after${on_cluster} (x UInt8) ENGINE = ${replicated}MergeTree() ORDER BY x;
 """
 
@@ -203,7 +203,7 @@ def test_a_run_killed_mid_migration_leaves_it_dirty_and_the_lock_free(engine, mi
     assert run.stdout is not None
     line = run.stdout.readline()
     assert "Applying 0001_slow" in line, line + (run.stderr.read() if run.stderr else "")
-    time.sleep(3.0)  # inside statement 2 of 3, the 6-second one
+    time.sleep(2.5)  # inside statement 2 of 3, the 5-second one
     kill(run)
 
     result = cli("clickhouse_migrate", "apply", "--lock-timeout", "0")
