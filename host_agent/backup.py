@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -217,11 +218,9 @@ def create_backup(
         )
         log(f"clickhouse: {out.strip()}")
 
-    skip = _excluded(tools)
     with tarfile.open(partial / "data.tar.gz", "w:gz") as archive:
-        for item in sorted(tools.data_dir.iterdir()) if tools.data_dir.exists() else []:
-            archive.add(item, arcname=item.name, filter=_tar_filter(tools.data_dir, skip))
-    log("data dir archived")
+        archived = _archive_data_dir(archive, tools.data_dir, _excluded(tools))
+    log(f"data dir archived ({archived} entries)")
 
     files = {}
     for path in sorted(p for p in partial.rglob("*") if p.is_file()):
@@ -234,16 +233,34 @@ def create_backup(
     return final
 
 
-def _tar_filter(root: Path, skip: set[Path]) -> Callable[[tarfile.TarInfo], tarfile.TarInfo | None]:
-    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        path = root / info.name
-        if any(path == s or s in path.parents for s in skip):
-            return None
-        if not (info.isfile() or info.isdir() or info.issym()):
-            return None  # sockets, FIFOs and devices are not data
-        return info
-
-    return keep
+def _archive_data_dir(archive: tarfile.TarFile, root: Path, skip: set[Path]) -> int:
+    """Add the data dir without the excluded paths; files that vanish meanwhile are skipped."""
+    count = 0
+    if not root.exists():
+        return 0
+    for folder, dirs, files in os.walk(root):
+        base = Path(folder)
+        dirs[:] = sorted(d for d in dirs if base / d not in skip)
+        for name in sorted(dirs) + sorted(files):
+            path = base / name
+            if path in skip:
+                continue
+            try:
+                info = archive.gettarinfo(str(path), arcname=str(path.relative_to(root)))
+            except FileNotFoundError:
+                continue  # a lock or journal file removed while we walked
+            if info.isdir() or info.issym():
+                archive.addfile(info)
+            elif info.isfile():
+                try:
+                    with open(path, "rb") as handle:
+                        archive.addfile(info, handle)
+                except FileNotFoundError:
+                    continue
+            else:
+                continue  # sockets, FIFOs and devices are not data
+            count += 1
+    return count
 
 
 def read_manifest(directory: Path) -> dict[str, object]:
