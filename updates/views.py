@@ -7,7 +7,7 @@ CSRF); actions that change something also check their permission here, explicitl
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -49,7 +49,7 @@ def _system_url() -> str:
     return reverse("updates_system")
 
 
-def registry_context(now: Any = None) -> dict[str, Any]:
+def registry_context(now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
     state = RegistryState.load()
     offer = state.offer()
@@ -61,7 +61,7 @@ def registry_context(now: Any = None) -> dict[str, Any]:
         "staleness": state.staleness(now),
         "keys_configured": bool(settings.OPENTRACE_REGISTRY_KEYS),
         "last_check": state.last_check,
-        "recent_checks": RegistryCheck.objects.order_by("-started_at", "-id")[:10],
+        "recent_checks": RegistryCheck.objects.defer("body").order_by("-started_at", "-id")[:10],
         "skipped_versions": state.skipped_versions,
     }
 
