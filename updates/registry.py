@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import ipaddress
 import random
 import socket
 import threading
@@ -23,6 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
+from opentrace.config import is_loopback_host
 from updates.registry_document import (
     MAX_DOCUMENT_BYTES,
     Document,
@@ -67,22 +67,11 @@ class FetchResult:
     url: str  # after redirects
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_url(url: str, previous: str | None) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and _is_loopback(parts.hostname):
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
         if previous is not None and urlsplit(previous).scheme == "https":
             raise RegistryError(f"refusing a redirect from https to http ({url[:200]})", permanent=True)
         return
