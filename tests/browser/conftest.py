@@ -1,5 +1,10 @@
 """Browser tests: Playwright driving Debian's Chromium (`/usr/bin/chromium`) against a live OpenTrace.
 
+One install serves the whole session (starting one costs most of a minute on a busy 2-core
+machine): a clone of this repository's HEAD run by `scripts/run_local.py` with its host agent
+in `local` mode, a registry server on 127.0.0.1 offering releases tagged in its upstream, and
+named staff accounts. Tests that update it read the running version instead of assuming it.
+
 Never downloads a browser: without `/usr/bin/chromium` (Debian: `apt-get install -y chromium`)
 every test here is skipped with that reason. Screenshots go to the artifacts folder
 (`OPENTRACE_BROWSER_ARTIFACTS`, else a temporary folder printed in the summary); a failing
@@ -8,12 +13,15 @@ test also leaves a screenshot of its last page there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.browser.install import Upstream, clone_install
 from tests.browser.live_server import LiveServer, start_live_server
 
 # The same SMTP test servers as the SMTP settings tests (aiosmtpd on 127.0.0.1).
@@ -39,7 +47,11 @@ VIEWER = ("viewer", "viewer@example.com", "viewer-Pa55-word")
 FORGETFUL = ("forgetful", "forgetful@example.com", "the-old-Pa55word")
 
 OFFERED_VERSION = "1.2.0"
-OFFERED_NOTES = "Faster funnels.\n\nSee https://opentrace.example.com/releases/1.2.0 for details."
+BROKEN_VERSION = "1.3.0"
+NOTES = {
+    OFFERED_VERSION: "Faster funnels.\n\nSee https://opentrace.example.com/releases/1.2.0 for details.",
+    BROKEN_VERSION: "Retention cohorts. (Its migration fails: the tests' injected failure.)",
+}
 
 
 def _skip_reason() -> str | None:
@@ -68,6 +80,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     report = yield
     if report.when == "call":
         item.stash[_FAILED] = report.failed
+    server = getattr(item, "funcargs", {}).get("opentrace_server")
+    if report.failed and isinstance(server, LiveServer):
+        report.sections.append(("OpenTrace log (tail)", server.log_tail()))
+        report.sections.append(("host agent log (tail)", server.agent_log_tail()))
     return report
 
 
@@ -100,39 +116,57 @@ def page(browser, artifacts: Path, request: pytest.FixtureRequest):  # type: ign
     page = context.new_page()
     yield page
     if request.node.stash.get(_FAILED, False):
-        page.screenshot(path=str(artifacts / f"FAILED-{request.node.name}.png"), full_page=True)
+        from playwright.sync_api import Error as PlaywrightError
+
+        with contextlib.suppress(PlaywrightError):
+            page.screenshot(path=str(artifacts / f"FAILED-{request.node.name}.png"), full_page=True)
     context.close()
 
 
-@pytest.fixture(scope="session")
-def registry() -> Iterator[RegistryServer]:
-    """The version registry, offering 1.2.0 with notes."""
-    server = start_registry_server()
-    server.serve_json(
-        "/version.json",
-        full_document(
+@dataclass
+class Releases:
+    """The releases in `upstream`, and what the registry offers of them."""
+
+    upstream: Upstream
+    registry: RegistryServer
+    meta_version: int = 0
+
+    def offer(self, *versions: str) -> None:
+        # Each new document has a higher meta_version: a lower one would be refused as a rollback.
+        self.meta_version += 1
+        releases = [
             {
-                "version": OFFERED_VERSION,
-                "severity": "normal",
-                "notes": OFFERED_NOTES,
+                "version": version,
+                "notes": NOTES[version],
+                "git_commit": self.upstream.commits[version],
                 "published_at": "2026-11-20T00:00:00Z",
             }
-        ),
-    )
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+            for version in versions
+        ]
+        self.registry.serve_json("/version.json", full_document(*releases, meta_version=self.meta_version))
 
 
 @pytest.fixture(scope="session")
-def opentrace_server(
-    tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer
-) -> Iterator[LiveServer]:
+def releases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Releases]:
+    """1.2.0 (a good release) and 1.3.0 (its migration fails) tagged upstream; 1.2.0 offered."""
     if _skip_reason():
         pytest.skip(_skip_reason())
-    server = start_live_server(
-        tmp_path_factory.mktemp("live-server"), OPENTRACE_REGISTRY_URL=registry.url("/version.json")
-    )
+    upstream, _ = clone_install(tmp_path_factory.mktemp("install"))
+    upstream.release(OFFERED_VERSION)
+    upstream.release_with_broken_migration(BROKEN_VERSION)
+    registry = start_registry_server()
+    releases = Releases(upstream, registry)
+    releases.offer(OFFERED_VERSION)
+    yield releases
+    registry.server.shutdown()
+    registry.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def opentrace_server(releases: Releases) -> Iterator[LiveServer]:
+    """The install, running what was HEAD when the session started, with its agent."""
+    checkout = releases.upstream.path.parent / "opentrace"
+    server = start_live_server(checkout, OPENTRACE_REGISTRY_URL=releases.registry.url("/version.json"))
     try:
         server.create_staff(VIEWER, FORGETFUL)
         yield server

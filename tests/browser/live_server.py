@@ -1,8 +1,10 @@
 """OpenTrace served for real: `scripts/run_local.py` (the `make run` supervisor) in a child process.
 
-The browser talks to it over HTTP on a free 127.0.0.1 port; it has its own data dir (SQLite,
-filesystem broker, embedded ClickHouse), so nothing leaks between it and the test process.
-`manage()` runs a management command against the same data dir, for setting up users.
+The browser talks to it over HTTP on a free 127.0.0.1 port; it has its own checkout and data
+dir (SQLite, filesystem broker, embedded ClickHouse), so nothing leaks between it and the
+test process. The host agent runs beside it in `local` mode, started once the web server
+answers (its first heartbeat then lands, instead of 30 s later). `manage()` runs a
+management command against the same data dir, for setting up users.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers import ROOT, clean_env, closed_port
+from tests.helpers import clean_env, closed_port
 
 ADMIN_USER = "admin"
 ADMIN_EMAIL = "admin@example.com"
@@ -27,10 +29,12 @@ ADMIN_PASSWORD = "browser-admin-Pa55"
 @dataclass
 class LiveServer:
     base_url: str
+    project_dir: Path
     data_dir: Path
     env: dict[str, str]
     process: subprocess.Popen[bytes]
     log_path: Path
+    agent: subprocess.Popen[bytes] | None = None
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -59,7 +63,7 @@ class LiveServer:
     def manage(self, *args: str, timeout: float = 120) -> str:
         done = subprocess.run(
             [sys.executable, "manage.py", *args],
-            cwd=ROOT,
+            cwd=self.project_dir,
             env=self.env,
             capture_output=True,
             text=True,
@@ -78,22 +82,39 @@ class LiveServer:
         )
         self.manage("shell", "-c", code)
 
+    def start_agent(self) -> None:
+        argv = [sys.executable, "-m", "host_agent", "run", "--preset", "local"]
+        argv += ["--project-dir", str(self.project_dir), "--backend-url", self.base_url]
+        with open(self.data_dir / "agent.log", "wb") as log:
+            self.agent = subprocess.Popen(
+                argv, cwd=self.project_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def agent_log_tail(self, lines: int = 60) -> str:
+        path = self.data_dir / "agent.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        for process in (self.agent, self.process):
+            if process is None or process.poll() is not None:
+                continue
+            process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=30)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                process.kill()
+                process.wait()
 
 
-def start_live_server(data_dir: Path, **env: str) -> LiveServer:
-    """Start the supervisor with web only (no worker, no agent) and wait for /healthz."""
+def start_live_server(project_dir: Path, *, agent: bool = True, **env: str) -> LiveServer:
+    """Start the supervisor (web only: no worker; the agent separately) and wait for /healthz."""
     port = closed_port()
     base_url = f"http://127.0.0.1:{port}"
+    data_dir = project_dir / "data"  # git-ignored, as in a real install
     data_dir.mkdir(parents=True, exist_ok=True)
-    child_env = clean_env(
+    # Nothing of the test session's own OpenTrace configuration reaches the install.
+    child_env = {k: v for k, v in clean_env().items() if not k.startswith("OPENTRACE_")}
+    child_env.update(
         OPENTRACE_DATA_DIR=str(data_dir),
         OPENTRACE_PORT=str(port),
         OPENTRACE_BASE_URL=base_url,
@@ -109,14 +130,16 @@ def start_live_server(data_dir: Path, **env: str) -> LiveServer:
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "scripts/run_local.py"],
-            cwd=ROOT,
+            cwd=project_dir,
             env=child_env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = LiveServer(base_url, data_dir, child_env, process, log_path)
+    server = LiveServer(base_url, project_dir, data_dir, child_env, process, log_path)
     try:
         server.wait_healthy()
+        if agent:
+            server.start_agent()
     except BaseException:
         server.stop()
         raise

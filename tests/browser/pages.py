@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.live_server import LiveServer
 
@@ -57,3 +57,16 @@ def wait_until(condition: Any, timeout: float = 20, message: str = "condition") 
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def reload_until(page: Page, locator: Locator, text: str, timeout: float = 45) -> None:
+    """Reload until `locator` shows `text`: for state the page does not poll for itself."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            expect(locator).to_contain_text(text, timeout=1_000)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            page.reload()

@@ -25,7 +25,7 @@ def test_a_wrong_password_is_refused_and_the_right_one_opens_the_settings(
     for name in ("System updates", "Update history", "SMTP configuration"):
         expect(settings.get_by_role("link", name=name, exact=True)).to_be_visible()
     open_settings_page(page, opentrace_server, "System updates")
-    expect(page.locator("#running-version")).to_have_text("1.1.5")
+    expect(page.locator("#running-version")).to_have_text(opentrace_server.health()["version"])
 
 
 def test_a_staff_member_without_the_permission_cannot_install(page: Page, opentrace_server: LiveServer):
@@ -34,8 +34,8 @@ def test_a_staff_member_without_the_permission_cannot_install(page: Page, opentr
     page.get_by_role("button", name="Check now").click()
 
     # The offer is visible, the way to install it is not.
-    expect(page.locator("#latest-release")).to_contain_text(OFFERED_VERSION)
-    expect(page.locator("#release-notes")).to_contain_text("Faster funnels")
+    expect(page.locator(".messagelist")).to_contain_text("is available")
+    expect(page.locator("#release-notes")).to_be_visible()
     expect(page.locator("#install-section")).to_have_count(0)
     expect(page.get_by_role("button", name="Skip this version")).to_have_count(0)
 
