@@ -19,7 +19,7 @@ import sqlite3
 import subprocess
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -47,8 +47,12 @@ class BackupTools:
     env: dict[str, str]
     # Runs the project's Python (`[python]`, or `docker compose exec -T web python` in compose).
     python_cmd: list[str]
-    # Put in front of pg_dump/pg_restore (in compose: `docker compose exec -T <db service>`).
-    pg_prefix: list[str] = field(default_factory=list)
+    # When set, the database is PostgreSQL reached by these commands (in compose: pg_dump and
+    # pg_restore run inside the database container); otherwise DATABASE_URL decides.
+    pg_dump_cmd: list[str] | None = None
+    pg_restore_cmd: list[str] | None = None
+    # Owner (uid, gid) for folders the project's Python writes into (a container's user).
+    writer: tuple[int, int] | None = None
     # Maps a host path inside the data dir to the path `python_cmd` sees.
     runtime_path: Callable[[Path], str] = str
     clickhouse: bool = True
@@ -60,12 +64,32 @@ class BackupTools:
         return self.env.get("DATABASE_URL") or f"sqlite:///{self.data_dir / 'opentrace.sqlite3'}"
 
     def database_kind(self) -> str:
+        if self.pg_dump_cmd is not None:
+            return "postgres"
         scheme = urlsplit(self.database_url).scheme
         if scheme in {"postgres", "postgresql", "pgsql"}:
             return "postgres"
         if scheme == "sqlite":
             return "sqlite"
         raise BackupError(f"DATABASE_URL: cannot back up a {scheme!r} database")
+
+    def dump_command(self) -> list[str]:
+        if self.pg_dump_cmd is not None:
+            return self.pg_dump_cmd
+        return [self.pg_dump, "-Fc", "--no-owner", "-d", self.database_url]
+
+    def restore_command(self) -> list[str]:
+        if self.pg_restore_cmd is not None:
+            return self.pg_restore_cmd
+        return [
+            self.pg_restore,
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--single-transaction",
+            "-d",
+            self.database_url,
+        ]
 
     def sqlite_path(self) -> Path:
         path = unquote(urlsplit(self.database_url).path)
@@ -195,7 +219,7 @@ def create_backup(
     else:
         with open(partial / "database.pgdump", "wb") as out:
             _run(
-                [*tools.pg_prefix, tools.pg_dump, "-Fc", "--no-owner", "-d", tools.database_url],
+                tools.dump_command(),
                 cwd=tools.project_dir,
                 env=tools.env,
                 stdout=out,
@@ -204,6 +228,10 @@ def create_backup(
         log("database: PostgreSQL dumped with pg_dump -Fc")
 
     if tools.clickhouse:
+        export_dir = partial / "clickhouse"
+        export_dir.mkdir()
+        if tools.writer is not None and os.geteuid() == 0:
+            os.chown(export_dir, *tools.writer)
         out = _run(
             [
                 *tools.python_cmd,
@@ -313,16 +341,7 @@ def restore_database(tools: BackupTools, directory: Path, manifest: dict[str, ob
         return f"database: SQLite {target} restored"
     with open(directory / "database.pgdump", "rb") as dump:
         _run(
-            [
-                *tools.pg_prefix,
-                tools.pg_restore,
-                "--clean",
-                "--if-exists",
-                "--no-owner",
-                "--single-transaction",
-                "-d",
-                tools.database_url,
-            ],
+            tools.restore_command(),
             cwd=tools.project_dir,
             env=tools.env,
             stdin=dump,

@@ -8,6 +8,7 @@ running ones and the previous images stay tagged `:rollback` so a rollback needs
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from host_agent.shell import LogSink, run_command
 
 COMPOSE_FILE = "docker-compose.prod.yml"
 WEB_SERVICE = "web"
+DB_SERVICE = "postgres"
 
 
 class Preset:
@@ -30,9 +32,15 @@ class Preset:
         self.config = config
         self.log = log
 
-    def sh(self, step: str, argv: list[str], timeout: float = 1800) -> list[str]:
+    def sh(self, step: str, argv: list[str], timeout: float = 1800, show_output: bool = True) -> list[str]:
         return run_command(
-            step, argv, cwd=self.config.project_dir, env=self.config.env, log=self.log, timeout=timeout
+            step,
+            argv,
+            cwd=self.config.project_dir,
+            env=self.config.env,
+            log=self.log,
+            timeout=timeout,
+            show_output=show_output,
         )
 
     def backup_tools(self) -> BackupTools:
@@ -159,21 +167,42 @@ class ComposePreset(Preset):
         def runtime_path(path: Path) -> str:
             return f"{inside}/{path.relative_to(data_dir)}"
 
-        db_service = self.config.env.get("OPENTRACE_COMPOSE_DB_SERVICE", "postgres")
+        # pg_dump/pg_restore run inside the database container, over its local socket, with
+        # the user and database the official image was started with: no password on the host.
+        in_db = [*compose, "exec", "-T", DB_SERVICE, "sh", "-c"]
+        try:
+            info = data_dir.stat()
+            writer = (info.st_uid, info.st_gid)
+        except FileNotFoundError:
+            writer = None
         return BackupTools(
             data_dir=data_dir,
             project_dir=self.config.project_dir,
             env=self.config.env,
             python_cmd=[*compose, "exec", "-T", WEB_SERVICE, "python"],
-            pg_prefix=[*compose, "exec", "-T", db_service],
+            pg_dump_cmd=[*in_db, 'exec pg_dump -Fc --no-owner -U "$POSTGRES_USER" "$POSTGRES_DB"'],
+            pg_restore_cmd=[
+                *in_db,
+                "exec pg_restore --clean --if-exists --no-owner --single-transaction "
+                '-U "$POSTGRES_USER" -d "$POSTGRES_DB"',
+            ],
             runtime_path=runtime_path,
+            writer=writer,
             clickhouse=self.config.env.get("OPENTRACE_AGENT_BACKUP_CLICKHOUSE", "1") != "0",
         )
 
     def _images(self, step: str) -> list[str]:
-        return [
-            line.strip() for line in self.sh(step, [*self.compose(), "config", "--images"]) if line.strip()
-        ]
+        """The images this checkout builds (services with `build:`), each once."""
+        try:
+            # Not logged: the resolved configuration holds the secrets from .env.
+            lines = self.sh(step, [*self.compose(), "config", "--format", "json"], show_output=False)
+            services = json.loads("\n".join(lines)).get("services", {})
+            images = [s["image"] for s in services.values() if s.get("build") and s.get("image")]
+        except (StepFailed, ValueError, AttributeError, TypeError):
+            # docker-compose v1 has no JSON output: every image then, pulled ones included.
+            listed = self.sh(step, [*self.compose(), "config", "--images"])
+            images = [line.strip() for line in listed if line.strip()]
+        return list(dict.fromkeys(images))
 
     @staticmethod
     def rollback_tag(image: str) -> str:

@@ -20,6 +20,7 @@ def run_command(
     env: dict[str, str],
     log: LogSink,
     timeout: float = 1800,
+    show_output: bool = True,
 ) -> list[str]:
     log(step, [f"$ {' '.join(argv)}"])
     try:
@@ -38,7 +39,7 @@ def run_command(
     except subprocess.TimeoutExpired:
         raise StepFailed(step, f"{argv[0]} did not finish within {timeout:.0f} s") from None
     lines = done.stdout.decode("utf-8", "replace").splitlines()
-    if lines:
+    if lines and show_output:
         log(step, lines[-TAIL:])
     if done.returncode != 0:
         tail = "\n".join(lines[-15:])

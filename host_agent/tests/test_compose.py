@@ -23,6 +23,8 @@ FAKE_DOCKER = textwrap.dedent(
     with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
         log.write(json.dumps(argv) + "\\n")
     args = sys.argv[1:]
+    legacy = argv[0] == "docker-compose"
+    data = os.environ["OPENTRACE_DATA_DIR"]
     if args[:1] == ["compose"]:
         if os.environ.get("FAKE_DOCKER_NO_V2"):
             print("docker: 'compose' is not a docker command.", file=sys.stderr)
@@ -30,11 +32,27 @@ FAKE_DOCKER = textwrap.dedent(
         args = args[1:]
     if args[:2] == ["-f", "docker-compose.prod.yml"]:
         args = args[2:]
-    if args == ["config", "--images"]:
-        print("opentrace-web")
-        print("postgres:16")
+    if args == ["config", "--format", "json"]:
+        if legacy:
+            print("unknown flag: --format", file=sys.stderr)
+            sys.exit(1)
+        print(json.dumps({{"services": {{
+            "web": {{"image": "opentrace/web:local", "build": {{"context": "."}},
+                    "environment": {{"DATABASE_URL": "postgres://opentrace:s3cret@postgres/opentrace"}}}},
+            "worker": {{"image": "opentrace/web:local", "build": {{"context": "."}}}},
+            "postgres": {{"image": "postgres:16.6-bookworm"}},
+        }}}}))
+    elif args == ["config", "--images"]:
+        print("opentrace/web:local")
+        print("opentrace/web:local")
+        print("postgres:16.6-bookworm")
     elif args == ["up", "-d"]:
-        shutil.copy("VERSION", os.path.join(os.environ["OPENTRACE_DATA_DIR"], "served"))
+        shutil.copy("VERSION", os.path.join(data, "served"))
+    elif args[:3] == ["exec", "-T", "postgres"] and "pg_dump" in args[-1]:
+        sys.stdout.buffer.write(b"PGDMP a dump of the 1.1.5 database")
+    elif args[:3] == ["exec", "-T", "postgres"] and "pg_restore" in args[-1]:
+        with open(os.path.join(data, "restored-from"), "wb") as out:
+            out.write(sys.stdin.buffer.read())
     elif args[:3] == ["exec", "-T", "web"] and "migrate_all" in args:
         version = open("VERSION").read().strip()
         if os.environ.get("FAKE_FAIL") == "migrate:" + version:
@@ -44,6 +62,13 @@ FAKE_DOCKER = textwrap.dedent(
 )
 
 COMPOSE = ["docker", "compose", "-f", "docker-compose.prod.yml"]
+IN_DB = [*COMPOSE, "exec", "-T", "postgres", "sh", "-c"]
+PG_DUMP = [*IN_DB, 'exec pg_dump -Fc --no-owner -U "$POSTGRES_USER" "$POSTGRES_DB"']
+PG_RESTORE = [
+    *IN_DB,
+    "exec pg_restore --clean --if-exists --no-owner --single-transaction "
+    '-U "$POSTGRES_USER" -d "$POSTGRES_DB"',
+]
 
 
 @pytest.fixture
@@ -95,13 +120,17 @@ def test_an_update_runs_the_documented_compose_commands(project, backend, fake_d
     assert backend.final_state(run_id) == "succeeded"
     assert calls() == [
         ["docker", "compose", "version"],
-        [*COMPOSE, "config", "--images"],
-        ["docker", "tag", "opentrace-web", "opentrace-web:rollback"],
-        ["docker", "tag", "postgres:16", "postgres:rollback"],
+        PG_DUMP,
+        [*COMPOSE, "config", "--format", "json"],
+        ["docker", "tag", "opentrace/web:local", "opentrace/web:rollback"],
         [*COMPOSE, "build"],
         [*COMPOSE, "up", "-d"],
         [*COMPOSE, "exec", "-T", "web", "python", "manage.py", "migrate_all"],
     ]
+    backup = next((project.data_dir / "backups").iterdir())
+    assert (backup / "database.pgdump").read_bytes() == b"PGDMP a dump of the 1.1.5 database"
+    # The resolved compose configuration holds secrets: it is never put in the run's log.
+    assert not [e for e in backend.run_events(run_id) if "s3cret" in json.dumps(e)]
 
 
 def test_without_the_v2_plugin_docker_compose_v1_is_used(project, backend, fake_docker):
@@ -111,9 +140,15 @@ def test_without_the_v2_plugin_docker_compose_v1_is_used(project, backend, fake_
     done = run_compose(project, backend, {**env, "FAKE_DOCKER_NO_V2": "1"})
 
     assert done.returncode == 0, done.stderr
+    v1 = ["docker-compose", "-f", "docker-compose.prod.yml"]
     used = [c for c in calls() if c[0] == "docker-compose"]
-    assert used[0] == ["docker-compose", "-f", "docker-compose.prod.yml", "config", "--images"]
-    assert ["docker-compose", "-f", "docker-compose.prod.yml", "up", "-d"] in used
+    assert [*v1, "config", "--images"] in used
+    assert [c for c in calls() if c[0] == "docker" and c[1] == "tag"] == [
+        ["docker", "tag", "opentrace/web:local", "opentrace/web:rollback"],
+        ["docker", "tag", "postgres:16.6-bookworm", "postgres:rollback"],
+    ]
+    assert [*v1, "build"] in used
+    assert [*v1, "up", "-d"] in used
 
 
 def test_a_failed_migration_redeploys_the_previous_images_without_a_rebuild(project, backend, fake_docker):
@@ -126,13 +161,13 @@ def test_a_failed_migration_redeploys_the_previous_images_without_a_rebuild(proj
     assert backend.final_state(run_id) == "rolled_back"
     after_migrate = calls()[7:]
     assert after_migrate == [
-        [*COMPOSE, "config", "--images"],
-        ["docker", "tag", "opentrace-web:rollback", "opentrace-web"],
-        ["docker", "tag", "postgres:rollback", "postgres:16"],
+        PG_RESTORE,
+        [*COMPOSE, "config", "--format", "json"],
+        ["docker", "tag", "opentrace/web:rollback", "opentrace/web:local"],
         [*COMPOSE, "up", "-d"],
     ]
     assert project.served() == "1.1.5"
-    assert project.db_rows() == [(1, "written before the update")]
+    assert (project.data_dir / "restored-from").read_bytes() == b"PGDMP a dump of the 1.1.5 database"
 
 
 def test_the_local_preset_is_not_affected_by_docker(project, backend, fake_docker):
