@@ -8,28 +8,28 @@ from typing import Any
 
 from playwright.sync_api import Locator, Page, expect
 
-from tests.browser.live_server import LiveServer
+from tests.browser.site import BrowserSite
 
 
-def log_in(page: Page, server: LiveServer, username: str, password: str) -> None:
-    page.goto(server.url("/admin/login/"))
+def log_in(page: Page, site: BrowserSite, username: str, password: str) -> None:
+    page.goto(f"{site.url}/admin/login/")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
 
 
-def open_settings_page(page: Page, server: LiveServer, name: str) -> None:
+def open_settings_page(page: Page, site: BrowserSite, name: str) -> None:
     """From the admin index, follow the link in the "Settings" section."""
-    page.goto(server.url("/admin/"))
+    page.goto(f"{site.url}/admin/")
     settings = page.locator("#content-main .app-settings")
     expect(settings).to_contain_text("Settings")
     settings.get_by_role("link", name=name, exact=True).click()
 
 
-def configure_smtp(page: Page, server: LiveServer, *, port: int, username: str, password: str) -> None:
+def configure_smtp(page: Page, site: BrowserSite, *, port: int, username: str, password: str) -> None:
     """Settings → SMTP configuration: point all mail at 127.0.0.1:<port>, plain SMTP with AUTH."""
-    open_settings_page(page, server, "SMTP configuration")
+    open_settings_page(page, site, "SMTP configuration")
     page.locator("#id_enabled").check()
     page.locator("#id_host").fill("127.0.0.1")
     page.locator("#id_port").fill(str(port))

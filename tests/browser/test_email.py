@@ -8,8 +8,9 @@ from collections.abc import Callable
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import FORGETFUL
-from tests.browser.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_USER, LiveServer
 from tests.browser.pages import configure_smtp, log_in, wait_until
+from tests.browser.site import ADMIN_EMAIL, ADMIN_USER, BrowserSite
+from tests.e2e.conftest import ADMIN_PASSWORD
 from tests.smtp.conftest import SmtpTestServer
 
 SMTP_USER = "mailer"
@@ -17,12 +18,12 @@ SMTP_PASSWORD = "smtp-Pa55-browser!"
 
 
 def test_an_admin_configures_smtp_and_the_test_email_arrives(
-    page: Page, opentrace_server: LiveServer, smtp_server: Callable[..., SmtpTestServer]
+    page: Page, site: BrowserSite, smtp_server: Callable[..., SmtpTestServer]
 ):
     mailbox = smtp_server("none", users={SMTP_USER: SMTP_PASSWORD})
-    log_in(page, opentrace_server, ADMIN_USER, ADMIN_PASSWORD)
+    log_in(page, site, ADMIN_USER, ADMIN_PASSWORD)
 
-    configure_smtp(page, opentrace_server, port=mailbox.port, username=SMTP_USER, password=SMTP_PASSWORD)
+    configure_smtp(page, site, port=mailbox.port, username=SMTP_USER, password=SMTP_PASSWORD)
 
     expect(page.locator("#active-transport")).to_contain_text(f"127.0.0.1:{mailbox.port}")
     assert SMTP_PASSWORD not in page.content()  # write-only: never rendered back
@@ -37,35 +38,35 @@ def test_an_admin_configures_smtp_and_the_test_email_arrives(
 
 
 def test_a_forgotten_password_is_reset_from_the_login_page(
-    page: Page, opentrace_server: LiveServer, smtp_server: Callable[..., SmtpTestServer]
+    page: Page, site: BrowserSite, smtp_server: Callable[..., SmtpTestServer]
 ):
     mailbox = smtp_server("none", users={SMTP_USER: SMTP_PASSWORD})
-    log_in(page, opentrace_server, ADMIN_USER, ADMIN_PASSWORD)
-    configure_smtp(page, opentrace_server, port=mailbox.port, username=SMTP_USER, password=SMTP_PASSWORD)
+    log_in(page, site, ADMIN_USER, ADMIN_PASSWORD)
+    configure_smtp(page, site, port=mailbox.port, username=SMTP_USER, password=SMTP_PASSWORD)
     page.get_by_role("button", name="Log out").click()
 
-    page.goto(opentrace_server.url("/admin/login/"))
+    page.goto(f"{site.url}/admin/login/")
     page.get_by_role("link", name="Forgot your password?").click()
     page.locator("#id_email").fill(FORGETFUL[1])
     page.get_by_role("button", name="Reset my password").click()
-    expect(page).to_have_url(opentrace_server.url("/admin/password_reset/done/"))
+    expect(page).to_have_url(f"{site.url}/admin/password_reset/done/")
 
     [received] = wait_until(lambda: mailbox.received, message="the password reset mail")
     assert received.rcpt_tos == [FORGETFUL[1]]
     link = re.search(r"http://\S+/admin/reset/\S+/", received.text)
     assert link, received.text
-    assert link.group(0).startswith(opentrace_server.base_url)
+    assert link.group(0).startswith(site.url)
 
     page.goto(link.group(0))
     page.locator("#id_new_password1").fill("a-much-better-passphrase-42")
     page.locator("#id_new_password2").fill("a-much-better-passphrase-42")
     page.get_by_role("button", name="Change my password").click()
-    expect(page).to_have_url(opentrace_server.url("/admin/reset/done/"))
+    expect(page).to_have_url(f"{site.url}/admin/reset/done/")
 
     page.get_by_role("link", name="Log in").click()
-    log_in(page, opentrace_server, FORGETFUL[0], "a-much-better-passphrase-42")
+    log_in(page, site, FORGETFUL[0], "a-much-better-passphrase-42")
     page.get_by_role("button", name="Log out").click()
-    page.goto(opentrace_server.url("/admin/login/"))
+    page.goto(f"{site.url}/admin/login/")
     page.get_by_label("Username").fill(FORGETFUL[0])
     page.get_by_label("Password").fill(FORGETFUL[2])
     page.get_by_role("button", name="Log in").click()

@@ -1,0 +1,60 @@
+"""The end-to-end harness's install (`tests.e2e.conftest.Site`), plus what the browser needs.
+
+`Site` builds an upstream repository from this tree, serves its v1.1.5 clone with
+`scripts/run_local.py` and runs the host agent in `local` mode beside it. Here it also gets
+its own base URL (password-reset links must point at it), named staff accounts, and release
+notes worth reading in the registry document.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.e2e.conftest import Site, add_release
+from tests.updates.registry_server import full_document
+
+ADMIN_USER = "admin"
+ADMIN_EMAIL = "admin@localhost"  # ensure_admin's default for the user "admin"
+
+
+class BrowserSite(Site):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commits: dict[str, str] = {}
+        self.notes: dict[str, str] = {}
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return super().env(OPENTRACE_BASE_URL=self.url, **extra)
+
+    def running_version(self) -> str | None:
+        return self.health()[1]
+
+    def create_staff(self, *users: tuple[str, str, str]) -> None:
+        """Staff accounts (username, email, password) without any permission, in one command."""
+        code = (
+            "from django.contrib.auth import get_user_model\n"
+            f"for name, email, password in {list(users)!r}:\n"
+            "    get_user_model().objects.create_user(name, email, password, is_staff=True)\n"
+        )
+        self.manage("shell", "-c", code)
+
+    def publish(self, version: str, notes: str, breakage: str | None = None) -> None:
+        """Tag the release upstream (see `add_release`); the registry does not offer it yet."""
+        self.commits[version] = add_release(self.upstream, version, breakage)
+        self.notes[version] = notes
+
+    def offer(self, *versions: str) -> None:
+        # Each document gets a higher meta_version: a lower one is refused as a rollback attack.
+        self.registry.meta_version += 1
+        releases: list[dict[str, Any]] = [
+            {
+                "version": version,
+                "notes": self.notes[version],
+                "git_commit": self.commits[version],
+                "published_at": "2026-11-20T00:00:00Z",
+            }
+            for version in versions
+        ]
+        document = full_document(*releases, meta_version=self.registry.meta_version)
+        self.registry.body = json.dumps(document).encode()
