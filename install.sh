@@ -68,6 +68,7 @@ extra_files=()
 do_build=1
 install_agent=1
 timeout=${OPENTRACE_INSTALL_TIMEOUT:-300}
+poll=${OPENTRACE_INSTALL_POLL:-2}
 # Where systemd units go, and the directory that exists only while systemd runs
 # (sd_booted(3)); both overridable so the tests can run the real script in a temp root.
 systemd_unit_dir=${OPENTRACE_SYSTEMD_UNIT_DIR:-/etc/systemd/system}
@@ -130,15 +131,33 @@ esac
 [[ -t 0 ]] || non_interactive=1
 
 # --- validate input before touching anything -------------------------------------------
+[[ -d $project_dir ]] || usage_error "--project-dir: no such directory: $project_dir"
+project_dir=$(cd "$project_dir" && pwd)
+[[ -f $project_dir/docker-compose.prod.yml ]] ||
+  die "$project_dir has no docker-compose.prod.yml; run install.sh from the OpenTrace checkout"
+env_file=$project_dir/.env
+
+env_get() {
+  # The last KEY=value line wins, as in docker compose.
+  [[ -f $env_file ]] || return 0
+  sed -n "s/^$1=//p" "$env_file" | tail -n 1
+}
+
+# An existing .env wins over the flags: a re-run keeps the first run's choices, and the
+# values derived below (backend URL, allowed hosts) agree with what is already there.
+[[ -z $(env_get OPENTRACE_HTTP_PORT) ]] || http_port=$(env_get OPENTRACE_HTTP_PORT)
+[[ -z $(env_get OPENTRACE_HTTP_BIND) ]] || http_bind=$(env_get OPENTRACE_HTTP_BIND)
+[[ -z $(env_get OPENTRACE_BASE_URL) ]] || base_url=$(env_get OPENTRACE_BASE_URL)
 if [[ ! $http_port =~ ^[0-9]{1,5}$ ]] || ((10#$http_port < 1 || 10#$http_port > 65535)); then
-  usage_error "--http-port must be a port number (1-65535), got '$http_port'"
+  usage_error "--http-port (or OPENTRACE_HTTP_PORT in .env) must be a port number (1-65535), got '$http_port'"
 fi
 http_port=$((10#$http_port))
-[[ $http_bind =~ ^[0-9A-Fa-f.:]+$ ]] || usage_error "--http-bind must be an IP address, got '$http_bind'"
+[[ $http_bind =~ ^[0-9A-Fa-f.:]+$ ]] || usage_error "--http-bind (or OPENTRACE_HTTP_BIND in .env) must be an IP address, got '$http_bind'"
 if [[ ! $timeout =~ ^[0-9]{1,5}$ ]] || ((10#$timeout == 0)); then
   usage_error "--timeout must be a number of seconds"
 fi
 timeout=$((10#$timeout))
+[[ $poll =~ ^[0-9]+(\.[0-9]+)?$ ]] || usage_error "OPENTRACE_INSTALL_POLL must be a number of seconds"
 if [[ -n $admin_user && ! $admin_user =~ ^[A-Za-z0-9@.+_-]{1,150}$ ]]; then
   usage_error "--admin-user may contain letters, digits and @.+-_ only"
 fi
@@ -149,12 +168,8 @@ if [[ $admin_password == *$'\n'* ]]; then
   usage_error "--admin-password must be a single line"
 fi
 if [[ -n $base_url && ! $base_url =~ ^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$ && ! $base_url =~ ^https?://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?/?$ ]]; then
-  usage_error "--base-url must look like https://analytics.example.com (scheme and host only), got '$base_url'"
+  usage_error "--base-url (or OPENTRACE_BASE_URL in .env) must look like https://analytics.example.com (scheme and host only), got '$base_url'"
 fi
-[[ -d $project_dir ]] || usage_error "--project-dir: no such directory: $project_dir"
-project_dir=$(cd "$project_dir" && pwd)
-[[ -f $project_dir/docker-compose.prod.yml ]] ||
-  die "$project_dir has no docker-compose.prod.yml; run install.sh from the OpenTrace checkout"
 
 # --- prerequisites ----------------------------------------------------------------------
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -211,20 +226,21 @@ admin_email=${admin_email:-$admin_user@localhost}
 [[ $admin_user =~ ^[A-Za-z0-9@.+_-]{1,150}$ ]] || usage_error "admin user may contain letters, digits and @.+-_ only"
 
 # --- .env -------------------------------------------------------------------------------
-env_file=$project_dir/.env
 
-env_get() {
-  # The last KEY=value line wins, as in docker compose.
-  [[ -f $env_file ]] || return 0
-  sed -n "s/^$1=//p" "$env_file" | tail -n 1
-}
+# Fresh secrets, one per line, in one python3 start: two tokens (SECRET_KEY, agent
+# secret), a Fernet key (32 random bytes, url-safe base64), two hex service passwords.
+generate_secrets() {
+  python3 - <<'EOF'
+import base64
+import os
+import secrets
 
-secret() {
-  case $1 in
-    token) python3 -c 'import secrets; print(secrets.token_urlsafe(48))' ;;
-    password) python3 -c 'import secrets; print(secrets.token_hex(24))' ;;
-    fernet) python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' ;;
-  esac
+print(secrets.token_urlsafe(48))
+print(secrets.token_urlsafe(48))
+print(base64.urlsafe_b64encode(os.urandom(32)).decode())
+print(secrets.token_hex(24))
+print(secrets.token_hex(24))
+EOF
 }
 
 if [[ $(id -u) == 0 ]]; then
@@ -264,16 +280,16 @@ env_keys=(
   "OPENTRACE_GID=value:$app_gid"
   "OPENTRACE_HTTP_BIND=value:$http_bind"
   "OPENTRACE_HTTP_PORT=value:$http_port"
-  "SECRET_KEY=secret:token"
+  "SECRET_KEY=secret:0"
   "DEBUG=value:false"
   "ALLOWED_HOSTS=value:$allowed_hosts"
   "CSRF_TRUSTED_ORIGINS=value:$base_url"
   "OPENTRACE_BASE_URL=value:$base_url"
   "OPENTRACE_BACKEND_URL=value:$(local_url "$http_bind" "$http_port")"
-  "OPENTRACE_AGENT_SECRET=secret:token"
-  "OPENTRACE_SECRETS_KEY=secret:fernet"
-  "POSTGRES_PASSWORD=secret:password"
-  "CLICKHOUSE_PASSWORD=secret:password"
+  "OPENTRACE_AGENT_SECRET=secret:1"
+  "OPENTRACE_SECRETS_KEY=secret:2"
+  "POSTGRES_PASSWORD=secret:3"
+  "CLICKHOUSE_PASSWORD=secret:4"
 )
 
 ensure_env() {
@@ -283,44 +299,45 @@ ensure_env() {
   if [[ -e $env_file && ! -f $env_file ]]; then
     die "$env_file exists and is not a regular file"
   fi
-  local fresh=0 tmp entry key kind added=()
-  if [[ ! -e $env_file ]]; then
-    fresh=1
-  fi
-  tmp=$(mktemp "$project_dir/.env.XXXXXX")
-  chmod 600 "$tmp"
-  if ((fresh)); then
-    {
-      echo "# OpenTrace configuration written by install.sh. Keep it secret (mode 0600)."
-      echo "# install.sh never changes a value here; see .env.example for every setting."
-    } >"$tmp"
-  else
-    cat "$env_file" >"$tmp"
-    # A file without a final newline would glue our first key to its last line.
-    if [[ -s $tmp && $(tail -c 1 "$tmp") != "" ]]; then
-      echo >>"$tmp"
-    fi
-  fi
+  local entry key kind missing=() generated=() tmp
   for entry in "${env_keys[@]}"; do
     key=${entry%%=*}
-    kind=${entry#*=}
-    if ((!fresh)) && grep -q "^$key=" "$env_file"; then
-      continue
+    if [[ ! -f $env_file ]] || ! grep -q "^$key=" "$env_file"; then
+      missing+=("$entry")
     fi
-    case $kind in
-      value:*) printf '%s=%s\n' "$key" "${kind#value:}" >>"$tmp" ;;
-      secret:*) printf '%s=%s\n' "$key" "$(secret "${kind#secret:}")" >>"$tmp" ;;
-    esac
-    added+=("$key")
   done
-  if ((fresh)); then
+  if ((${#missing[@]})); then
+    mapfile -t generated < <(generate_secrets)
+    ((${#generated[@]} == 5)) || die "could not generate secrets with python3"
+    # Written beside .env with mode 0600 from the start, then renamed over it.
+    tmp=$(mktemp "$project_dir/.env.XXXXXX")
+    chmod 600 "$tmp"
+    if [[ -f $env_file ]]; then
+      cat "$env_file" >"$tmp"
+      # A file without a final newline would glue our first key to its last line.
+      if [[ -s $tmp && $(tail -c 1 "$tmp") != "" ]]; then
+        echo >>"$tmp"
+      fi
+    else
+      {
+        echo "# OpenTrace configuration written by install.sh. Keep it secret (mode 0600)."
+        echo "# install.sh never changes a value here; see .env.example for every setting."
+      } >"$tmp"
+    fi
+    for entry in "${missing[@]}"; do
+      key=${entry%%=*}
+      kind=${entry#*=}
+      case $kind in
+        value:*) printf '%s=%s\n' "$key" "${kind#value:}" >>"$tmp" ;;
+        secret:*) printf '%s=%s\n' "$key" "${generated[${kind#secret:}]}" >>"$tmp" ;;
+      esac
+    done
+    if [[ -f $env_file ]]; then
+      log "adding to $env_file: ${missing[*]%%=*} (existing values kept)"
+    else
+      log "wrote $env_file with fresh secrets (mode 0600)"
+    fi
     mv "$tmp" "$env_file"
-    log "wrote $env_file with fresh secrets (mode 0600)"
-  elif ((${#added[@]})); then
-    mv "$tmp" "$env_file"
-    log "added to $env_file: ${added[*]} (existing values kept)"
-  else
-    rm -f "$tmp"
   fi
   if [[ $(stat -c '%a' "$env_file") != 600 ]]; then
     chmod 600 "$env_file"
@@ -396,7 +413,7 @@ wait_for() {
       dc logs --tail=60 web >&2 || true
       return 1
     fi
-    sleep 2
+    sleep "$poll"
   done
 }
 
