@@ -1,7 +1,9 @@
 """The admin's update journey on a real install: offer, confirm, live progress through the
 restart, the outcome, and the run in Update history; then a release that never becomes healthy.
 
-The screenshots of the System updates page taken here are the ones in docs/images/.
+The screenshots of the System updates page taken here are the ones in docs/images/. To refresh
+them: `OPENTRACE_BROWSER_ARTIFACTS=/tmp/shots .venv/bin/python -m pytest tests/browser`, then
+`pngquant --quality=70-90 --strip --force --output docs/images/<name>.png /tmp/shots/<name>.png`.
 """
 
 from __future__ import annotations
