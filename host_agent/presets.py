@@ -59,6 +59,9 @@ class Preset:
         """After the previous commit is checked out again: serve it."""
         raise NotImplementedError
 
+    def undo_build(self, step: str, requirements_changed: bool) -> None:
+        """After a failure before `deploy`, with the previous commit checked out again."""
+
 
 class LocalPreset(Preset):
     name = "local"
@@ -120,9 +123,13 @@ class LocalPreset(Preset):
         return "manage.py migrate done (this release has no migrate_all)"
 
     def redeploy_previous(self, step: str, requirements_changed: bool) -> str:
+        self.undo_build(step, requirements_changed)
+        return self.deploy(step)
+
+    def undo_build(self, step: str, requirements_changed: bool) -> None:
+        # The running release shares the venv: put its own requirements back.
         if requirements_changed:
             self.sh(step, [self.config.python, "-m", "pip", "install", "--quiet", "-r", "requirements.txt"])
-        return self.deploy(step)
 
 
 class ComposePreset(Preset):

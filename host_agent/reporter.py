@@ -99,6 +99,8 @@ class Reporter:
                         self.client.post(EVENTS_PATH, {"run_id": run.run_id, "events": batch})
                     except DeliveryError as exc:
                         if not exc.permanent:
+                            if self.last_error is None:
+                                logger.warning("reports wait in the outbox: %s", exc)
                             self.last_error = str(exc)
                             return False
                         if len(batch) > 1:

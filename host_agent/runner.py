@@ -153,8 +153,11 @@ class Runner:
         if record.from_commit:
             try:
                 restore_checkout(ctx, step)
+                if step == "build" or "build" in record.steps_done:
+                    # The build may have changed what the running release uses (local: its venv).
+                    ctx.preset.undo_build(step, record.requirements_changed)
             except StepFailed as exc:
-                cause = f"{cause}; restoring the checkout failed: {exc.message}"
+                cause = f"{cause}; restoring the previous release failed: {exc.message}"
         # Steps that never started are reported as skipped, so the timeline is complete.
         started = [s for s in STEPS if s in record.steps_done or s == step]
         for later in STEPS[len(started) :]:

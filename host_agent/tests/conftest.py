@@ -135,10 +135,20 @@ class FakeBackend:
     project: Project
     heartbeats: list[dict] = field(default_factory=list)
     rejected_auth: int = 0
-    down: bool = False
+    refused_while_down: int = 0
+    forced_down: bool = False
     health_status: int = 200
     refuse_seq: set[int] = field(default_factory=set)
     url: str = ""
+
+    @property
+    def down(self) -> bool:
+        # Also down while the fake app "restarts" (its restart command holds this file).
+        return self.forced_down or (self.project.data_dir / "backend-down").exists()
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        self.forced_down = value
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.project.data_dir / "opentrace.sqlite3", timeout=10)
@@ -200,6 +210,7 @@ def _handler(backend: FakeBackend) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if backend.down:
+                backend.refused_while_down += 1
                 return self._answer(503, {"error": "down"})
             stamp = self.headers.get("X-OpenTrace-Timestamp", "")
             given = self.headers.get("X-OpenTrace-Signature", "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 
 from host_agent.tests.conftest import git, run_agent, trigger_fields, write_trigger
 
@@ -139,3 +140,34 @@ def test_a_release_that_never_reports_its_version_is_rolled_back(project, backen
     assert failed[0]["step"] == "healthcheck"
     assert "1.2.0" in failed[0]["message"]
     assert project.head() == project.commits["1.1.5"]
+
+
+RESTART_WITH_OUTAGE = """
+import os, subprocess, sys
+data = os.environ["OPENTRACE_DATA_DIR"]
+open(os.path.join(data, "backend-down"), "w").close()
+# The app comes back three seconds later, serving the checkout's VERSION.
+subprocess.Popen([sys.executable, "-c", (
+    "import os, shutil, time; time.sleep(3); d = os.environ['OPENTRACE_DATA_DIR']; "
+    "shutil.copy('VERSION', os.path.join(d, 'served')); os.remove(os.path.join(d, 'backend-down'))"
+)], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+"""
+
+
+def test_events_from_while_the_backend_was_down_during_deploy_arrive_afterwards_in_order(
+    project, backend, tmp_path
+):
+    script = tmp_path / "restart.py"
+    script.write_text(RESTART_WITH_OUTAGE)
+    run_id = write_trigger(project, trigger_fields("1.2.0"))
+
+    done = run_agent(
+        project, backend, restart=f"{sys.executable} {script}", OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT="20"
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert backend.refused_while_down > 0, done.stderr
+    assert "reports wait in the outbox" in done.stderr
+    assert backend.final_state(run_id) == "succeeded"
+    seqs = backend.seqs(run_id)
+    assert seqs == list(range(1, len(seqs) + 1))
