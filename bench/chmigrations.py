@@ -133,7 +133,7 @@ def main() -> int:
         real = make_folder(folder, args.files)
         common.recreate_database(DB)
         env = common.backend_env(
-            tmp / "data", DB, DJANGO_SETTINGS_MODULE="bench.ch_settings", BENCH_CH_MIGRATIONS_DIR=str(folder)
+            tmp / "data", DB, DJANGO_SETTINGS_MODULE="bench.settings", BENCH_CH_MIGRATIONS_DIR=str(folder)
         )
         common.manage(env, "migrate", "--noinput")
         figures["status (command), all pending"] = timed_command(env, "status", repeat=args.repeat)

@@ -320,7 +320,8 @@ class HealthProxy:
     def __init__(self, backend_url: str, served: Path) -> None:
         self.backend_url = backend_url
         self.served = served
-        self.down = False
+        self.down = False  # everything answers 503
+        self.api_down = False  # only the agent API answers 503 (the app itself stays up)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -344,7 +345,7 @@ class HealthProxy:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if proxy.down:
+                if proxy.down or proxy.api_down:
                     return self._send(503, b'{"error": "down"}')
                 headers = {
                     k: v
