@@ -1,0 +1,359 @@
+"""Render bench/results/*.json as the Markdown tables of docs/performance.md.
+
+    .venv/bin/python bench/report.py > /tmp/figures.md
+
+Prints one section per benchmark found, with the machine and the load average at its start,
+so the document is pasted from the measurements rather than typed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = common.RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def f(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def md(rows: list[list[Any]], header: list[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def when(data: dict[str, Any]) -> str:
+    m = data.get("machine_at_start") or {}
+    end = data.get("machine_at_end") or {}
+    return (
+        f"*Run {m.get('date', '?')} UTC, `{data['command']}`, {data['wall_seconds']} s; "
+        f"load average at start {' '.join(m.get('loadavg', []))}, at end {' '.join(end.get('loadavg', []))}.*"
+    )
+
+
+def main() -> int:
+    out: list[str] = []
+    any_data = next((load(n) for n in ("pickup", "faults", "ingest") if load(n)), None)
+    if any_data:
+        m = any_data["machine_at_start"]
+        out.append(
+            f"Machine: {m['nproc']} CPUs ({m['cpu']}), memory `{m['memory']}`, Python {m['python']}, "
+            f"kernel {m['kernel']}.\n"
+        )
+    if d := load("pickup"):
+        p, r = d["pickup_ms"], d["request_ms"]
+        out += [
+            "### 1. Trigger pickup latency",
+            when(d),
+            md(
+                [
+                    ["trigger → backend stored `running`", p["n"], f(p["p50"]), f(p["p95"]), f(p["max"])],
+                    [
+                        "of which: backend `request()` + trigger write",
+                        r["n"],
+                        f(r["p50"]),
+                        f(r["p95"]),
+                        f(r["max"]),
+                    ],
+                ],
+                ["ms", "runs", "p50", "p95", "max"],
+            ),
+            f"Target p95 < 1 s: **{'met' if d['met'] else 'missed'}**. Outcomes: {d['outcomes']}.\n",
+        ]
+    if d := load("downtime"):
+        out += [
+            "### 2. Downtime window of a local-mode update",
+            when(d),
+            md(
+                [
+                    [s["step"], s["state"], f(s["seconds"], 2), f(s["start"], 2), f(s["end"], 2)]
+                    for s in d["steps"]
+                ],
+                ["step", "state", "seconds", "from (s after the click)", "to"],
+            ),
+            "",
+            md(
+                [
+                    [
+                        f(w["start"], 2),
+                        f(w["end"], 2),
+                        f(w["seconds"], 2),
+                        ", ".join(w["steps"]),
+                        "; ".join(w["answers"]),
+                    ]
+                    for w in d["failure_windows"]
+                ]
+                or [["—", "—", "0", "—", "no probe failed"]],
+                ["failing from (s)", "to", "seconds", "during", "what the prober got"],
+            ),
+            f"\nUpdate {d['from_version']} → {d['to_version']}: **{d['outcome']}** "
+            f"in {f(d['update_seconds'])} s; "
+            f"{d['probes']} probes, {d['failed_probes']} failed; **longest continuous failure "
+            f"{f(d['longest_failure_s'], 2)} s** (target < 5 s: **{'met' if d['met'] else 'missed'}**).\n",
+        ]
+    if d := load("overhead"):
+        m = d["median"]
+        o, pct = d["overhead_s"], d["overhead_pct"]
+        parts = sorted(d["direct_parts_median_s"].items(), key=lambda kv: -kv[1])
+        out += [
+            "### 3. Agent overhead",
+            when(d),
+            md(
+                [
+                    [
+                        "agent process, `python -m host_agent once`",
+                        f(m["agent_wall_s"], 3),
+                        f(o["process"], 3),
+                        f(pct["process"], 0),
+                    ],
+                    [
+                        "agent run, claim → final event",
+                        f(m["agent_in_run_s"], 3),
+                        f(o["in_run"], 3),
+                        f(pct["in_run"], 0),
+                    ],
+                    ["the steps' work run directly (sum)", f(m["direct_sum_s"], 3), "—", "—"],
+                ],
+                [f"median of {len(d['samples'])}", "seconds", "overhead (s)", "overhead (%)"],
+            ),
+            "",
+            md([[k, f(v, 3)] for k, v in parts], ["direct part", "median s"]),
+            "",
+        ]
+    if d := load("ingest"):
+        out += [
+            "### 4. Callback ingest on PostgreSQL",
+            when(d),
+            md(
+                [
+                    [
+                        r["clients"],
+                        r["batch"],
+                        r["requests"],
+                        f(r["events_per_s"], 0),
+                        f(r["lines_per_s"], 0),
+                        f(r["latency_ms"]["p50"], 0),
+                        f(r["latency_ms"]["p95"], 0),
+                        len(r["errors"]),
+                        "yes" if r["events_stored"] == r["events_accepted"] else "NO",
+                    ]
+                    for r in d["results"]
+                ],
+                [
+                    "clients",
+                    "events/request",
+                    "requests",
+                    "events/s",
+                    "log lines/s",
+                    "p50 ms",
+                    "p95 ms",
+                    "errors",
+                    "stored = acknowledged",
+                ],
+            ),
+            "\nTarget ≥ 2,000 log lines/s (one client, as the agent sends): "
+            f"**{'met' if d['met'] else 'missed'}**.\n",
+        ]
+    if d := load("history"):
+        rows = []
+        for runs, pages in d["pages"].items():
+            for page, v in pages.items():
+                rows.append(
+                    [
+                        f(int(runs)),
+                        f(int(runs) * d["events_per_run"]),
+                        page,
+                        f(v["median_ms"], 0),
+                        f(v["p95_ms"], 0),
+                        v["queries"],
+                    ]
+                )
+        out += [
+            "### 5. Update history at scale",
+            when(d),
+            md(rows, ["runs", "events", "page", "median ms", "p95 ms", "SQL queries"]),
+            f"\nBulk insert: {f(d['insert_seconds'])} s. Query count independent of rows: "
+            f"**{d['queries_constant']}**. Target median < 200 ms with constant queries: "
+            f"**{'met' if d['met'] else 'missed'}**.\n",
+        ]
+    if d := load("chmigrations"):
+        out += [
+            "### 6. ClickHouse migrations",
+            when(d),
+            md(
+                [[k, v["n"], f(v["median"], 2), f(v["max"], 2)] for k, v in d["seconds"].items()],
+                [f"{d['files']} files, {d['statements']} statements", "n", "median s", "max s"],
+            ),
+            f"\n**Apply overhead: {f(d['apply_overhead_ms_per_migration'], 0)} ms per migration** "
+            "beyond the DDL.\n",
+        ]
+    if d := load("footprint"):
+        out += [
+            "### 7. Agent footprint (idle)",
+            when(d),
+            md(
+                [
+                    ["CPU", f"{d['cpu_seconds']:.2f} s over {d['seconds']} s = **{d['cpu_percent']:.3f} %**"],
+                    [
+                        "RSS (median / max)",
+                        f"{d['rss_kib']['median'] / 1024:.1f} / {d['rss_kib']['max'] / 1024:.1f} MiB",
+                    ],
+                    ["peak RSS incl. start-up (VmHWM)", f"{(d['peak_rss_kib'] or 0) / 1024:.1f} MiB"],
+                    ["threads", d["threads"]],
+                ],
+                ["idle agent", "value"],
+            ),
+            f"\nTarget idle CPU < 1 %: **{'met' if d['met'] else 'missed'}**.\n",
+        ]
+    if d := load("registry"):
+        t, s = d["timings_ms"], d["schedule"]
+        out += [
+            "### 8. Registry check",
+            when(d),
+            md(
+                [[k, v["n"], f(v["p50"]), f(v["p95"]), f(v["max"])] for k, v in t.items()],
+                [f"ms (document {d['document_bytes'] // 1024} KiB)", "n", "p50", "p95", "max"],
+            ),
+            "",
+            md(
+                [
+                    ["installs / interval", f"{s['installs']:,} / {s['interval_s']:,} s"],
+                    ["first … last slot", f"{s['first_slot_s']:.0f} … {s['last_slot_s']:.0f} s"],
+                    [
+                        "most checks in one second (no jitter)",
+                        f"{s['max_per_second']} ({s['no_jitter_max_per_second']:,})",
+                    ],
+                    [
+                        "most checks in one minute (mean)",
+                        f"{s['max_per_minute']} ({s['expected_per_minute']:.2f})",
+                    ],
+                    [
+                        "minutes with at least one check",
+                        f"{s['minutes_with_a_check']} of {s['minutes_in_interval']}",
+                    ],
+                    [
+                        "Kolmogorov-Smirnov distance from uniform (5 % critical value)",
+                        f"{s['ks_distance_from_uniform']:.4f} ({s['ks_critical_5pct']:.4f})",
+                    ],
+                ],
+                ["schedule", "value"],
+            ),
+            "",
+        ]
+    if d := load("faults"):
+        rows = []
+        if "kills" in d:
+            rows += [
+                [
+                    k["boundary"],
+                    k["outcome"],
+                    k["expected"],
+                    k["serves"],
+                    k["events"],
+                    k["lost"],
+                    "yes" if k["survived"] else "**no**",
+                ]
+                for k in d["kills"]
+            ]
+        out += ["### Fault injection", when(d)]
+        if rows:
+            out += [
+                md(rows, ["killed at", "outcome", "expected", "serves", "events", "lost", "survived"]),
+                "",
+            ]
+        summary = []
+        if "kills" in d:
+            summary.append(
+                [
+                    "kills survived at step boundaries",
+                    f"{sum(k['survived'] for k in d['kills'])}/{len(d['kills'])}",
+                    "all",
+                ]
+            )
+            summary.append(["events lost after kills", sum(k["lost"] for k in d["kills"]), "0"])
+        if "outage" in d:
+            o = d["outage"]
+            summary.append(
+                [
+                    f"events lost across a backend outage ({o['queued_while_down']} queued while down)",
+                    o["lost"],
+                    "0",
+                ]
+            )
+        if "clicks" in d:
+            c = d["clicks"]
+            summary.append(
+                [
+                    f"duplicated runs, {c['clicks']} concurrent clicks in {c['rounds']} rounds",
+                    c["duplicated_runs"],
+                    "0",
+                ]
+            )
+            summary.append(["install clicks answered 5xx / dropped", c["server_errors"], "0"])
+        if "api" in d:
+            a = d["api"]
+            summary.append(
+                [
+                    f"agent API: 500/503/dropped of {a['tried']} hostile requests ({a['statuses']})",
+                    a["crashes"],
+                    "0",
+                ]
+            )
+        if "triggers" in d:
+            t = d["triggers"]
+            summary.append(
+                [
+                    "trigger readers (agent, agent hint, backend): crashes/hangs on "
+                    f"{t['tried']} hostile files",
+                    t["crashes"],
+                    "0",
+                ]
+            )
+            summary.append(
+                [
+                    f"`host_agent once` on {len(t['agent_once'])} hostile triggers: traceback or exit ≠ 2",
+                    t["agent_once_crashes"],
+                    "0",
+                ]
+            )
+        if "documents" in d:
+            doc = d["documents"]
+            summary.append(
+                [
+                    f"registry parsers (backend, agent): crashes on {doc['tried']} hostile documents",
+                    doc["crashes"],
+                    "0",
+                ]
+            )
+            summary.append(
+                [
+                    "backend parser: unexpected errors turned into rejections by its catch-all",
+                    doc["caught_by_catch_all"],
+                    "(info)",
+                ]
+            )
+        out += [md(summary, ["fault injection (seed " + str(d.get("seed")) + ")", "count", "must be"]), ""]
+        for name in ("triggers", "documents"):
+            for example in d.get(name, {}).get("examples", []):
+                out.append(f"- {name}: `{example}`")
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
