@@ -26,7 +26,8 @@ class Git:
         self.env = {**(env or os.environ), "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 
     def run(self, step: str, *args: str, timeout: float = 300) -> str:
-        argv = [self.executable, *SAFE_CONFIG, *args]
+        # safe.directory: the agent (often root) works on a checkout another user may own.
+        argv = [self.executable, *SAFE_CONFIG, "-c", f"safe.directory={self.cwd}", *args]
         try:
             done = subprocess.run(
                 argv, cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=timeout, check=False

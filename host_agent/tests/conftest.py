@@ -316,7 +316,7 @@ def agent_env(**extra: str) -> dict[str, str]:
     env.update(
         OPENTRACE_AGENT_SECRET=SECRET,
         OPENTRACE_AGENT_BACKUP_CLICKHOUSE="0",
-        OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT="3",
+        OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT="2",
         OPENTRACE_AGENT_PYTHON=sys.executable,
         PYTHONPATH=str(AGENT_ROOT),
     )
