@@ -80,3 +80,24 @@ def test_failed_updates_leave_the_old_release_serving_with_its_data(make_site):
     assert not [name for name in site.clickhouse_status() if "e2e_marker" in name]
     assert_events_complete(site, run_id)
     assert_data_intact(site)
+
+
+def test_an_agent_killed_after_deploy_rolls_the_run_back_when_it_restarts(make_site):
+    site = make_site()
+    site.start(OPENTRACE_AGENT_CRASH_AT="migrate")  # SIGKILL as `migrate` starts
+    mark_data(site)
+    site.release("1.2.0")
+
+    run_id = site.install("1.2.0")
+    assert site.agent.wait(timeout=180) == -9, site.logs()
+    site.start_agent()
+    run = site.wait_finished(run_id)
+
+    assert (run["status"], run["failed_step"]) == ("rolled_back", "migrate"), site.logs()
+    assert site.health() == (200, "1.1.5")
+    assert_events_complete(site, run_id)
+    assert_data_intact(site)
+    # Claimed once, finished once: nothing is left that could run it again.
+    assert (site.data_dir / "updates" / "done" / f"{run_id}.json").exists()
+    assert not (site.data_dir / "updates" / "trigger").exists()
+    assert [s["state"] for s in run["steps"] if s["name"] == "rollback"] == ["succeeded"]
