@@ -133,7 +133,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, base_upstream: Path) -> Itera
         site.publish(BROKEN_VERSION, NOTES[BROKEN_VERSION], breakage="healthcheck")
         site.offer(OFFERED_VERSION)
         # A broken release is rolled back after this long without a healthy /healthz.
-        site.start(OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT="25")
+        site.start(OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT="20")
         site.create_staff(VIEWER, FORGETFUL)
         yield site
     finally:
