@@ -72,22 +72,32 @@ class Prober:
                 next_at = time.monotonic()
 
     def windows(self) -> list[dict[str, object]]:
-        """Continuous failures: from the first failed probe to the next successful one."""
-        found = []
-        start = None
-        reasons: set[str] = set()
+        """Continuous failures: from the first failed probe to the next successful one.
+
+        `answers` maps what the prober got (connection refused, a timeout, a 503 naming the
+        failing checks …) to how many probes got it, and when first and last (unix time).
+        """
+        found: list[dict[str, object]] = []
+        start: float | None = None
+        answers: dict[str, list[float]] = {}
         for at, ok, what in self.samples:
-            if not ok and start is None:
-                start, reasons = at, {what}
-            elif not ok:
-                reasons.add(what)
+            if not ok:
+                if start is None:
+                    start, answers = at, {}
+                entry = answers.setdefault(what, [0, at, at])
+                entry[0] += 1
+                entry[2] = at
             elif start is not None:
-                found.append({"start": start, "end": at, "seconds": at - start, "answers": sorted(reasons)})
+                found.append({"start": start, "end": at, "seconds": at - start, "answers": answers})
                 start = None
         if start is not None:
             end = self.samples[-1][0]
-            found.append({"start": start, "end": end, "seconds": end - start, "answers": sorted(reasons)})
+            found.append({"start": start, "end": end, "seconds": end - start, "answers": answers})
         return found
+
+
+def answers_text(answers: dict[str, dict[str, float]]) -> str:
+    return "; ".join(f"{what} x{a['probes']} ({a['first']}-{a['last']} s)" for what, a in answers.items())
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -204,7 +214,19 @@ def main() -> int:
             "probe_interval_s": args.interval,
             "longest_failure_s": longest,
             "failure_windows": [
-                {**w, "start": round(w["start"] - requested_at, 3), "end": round(w["end"] - requested_at, 3)}
+                {
+                    **w,
+                    "start": round(w["start"] - requested_at, 3),
+                    "end": round(w["end"] - requested_at, 3),
+                    "answers": {
+                        what: {
+                            "probes": n,
+                            "first": round(a - requested_at, 2),
+                            "last": round(b - requested_at, 2),
+                        }
+                        for what, (n, a, b) in w["answers"].items()
+                    },
+                }
                 for w in windows
             ],
             "steps": [
@@ -244,7 +266,7 @@ def main() -> int:
     print(
         common.table(
             [
-                [w["start"], w["end"], w["seconds"], ", ".join(w["steps"]), "; ".join(w["answers"])]
+                [w["start"], w["end"], w["seconds"], ", ".join(w["steps"]), answers_text(w["answers"])]
                 for w in result["failure_windows"]
             ]
             or [["-", "-", 0.0, "-", "no failed probe"]],

@@ -94,7 +94,12 @@ def main() -> int:
                         f(w["end"], 2),
                         f(w["seconds"], 2),
                         ", ".join(w["steps"]),
-                        "; ".join(w["answers"]),
+                        "; ".join(
+                            f"{what} x{a['probes']} ({a['first']}-{a['last']} s)"
+                            for what, a in w["answers"].items()
+                        )
+                        if isinstance(w["answers"], dict)
+                        else "; ".join(w["answers"]),
                     ]
                     for w in d["failure_windows"]
                 ]
