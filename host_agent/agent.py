@@ -9,16 +9,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 
 from host_agent.backend import BackendClient
-from host_agent.backup import apply_retention, create_backup
+from host_agent.backup import apply_retention, backup_sets, create_backup
 from host_agent.clock import UTC
 from host_agent.config import AgentConfig
 from host_agent.errors import SignatureUnavailable, TriggerRejected
 from host_agent.heartbeat import Heartbeat
 from host_agent.journal import Journal
-from host_agent.lock import FileLock
+from host_agent.lock import FileLock, LockHeld
 from host_agent.outbox import Outbox
 from host_agent.presets import make_preset
 from host_agent.reporter import Reporter
@@ -180,12 +181,8 @@ class Agent:
         try:
             FileLock(self.config.state_dir / "agent.lock").acquire().release()
             agent_running = False
-        except Exception:
+        except LockHeld:
             agent_running = True
-        from dataclasses import asdict
-
-        from host_agent.backup import backup_sets
-
         return {
             "project_dir": str(self.config.project_dir),
             "data_dir": str(self.config.data_dir),
