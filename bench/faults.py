@@ -529,7 +529,7 @@ class Suite:
             "tried": len(cases),
             "statuses": dict(sorted(statuses.items())),
             "crashes": len(crashes),
-            "examples": crashes[:10],
+            "examples": distinct(crashes),
             "run_rows": UpdateRun.objects.count(),
         }
 
@@ -639,7 +639,7 @@ class Suite:
             "tried": len(cases),
             "outcomes": dict(sorted(outcomes.items())),
             "crashes": len(crashes),
-            "examples": sorted(set(crashes))[:12],
+            "examples": distinct(crashes),
             "agent_once": agent_runs,
             "agent_once_crashes": sum(1 for r in agent_runs if r["crash"]),
         }
@@ -814,10 +814,22 @@ class Suite:
             "tried": len(cases),
             "outcomes": dict(sorted(outcomes.items())),
             "crashes": len(crashes),
-            "examples": sorted(set(crashes))[:12],
+            "examples": distinct(crashes),
             "caught_by_catch_all": len(caught),
             "caught_examples": sorted(set(caught))[:6],
         }
+
+
+def distinct(crashes: list[str]) -> list[str]:
+    """One line per kind of crash (reader, exception, where), with how often it happened."""
+    kinds: Counter[str] = Counter()
+    for text in crashes:
+        reader = text.split(" on ", 1)[0]
+        rest = text.split(": ", 1)[1] if ": " in text else text
+        error = rest.split(":", 1)[0]
+        where = text.rsplit("(", 1)[-1].rstrip(")") if text.endswith(")") else ""
+        kinds[f"{reader}: {error}" + (f" at {where}" if where else "")] += 1
+    return [f"{kind} (x{n})" for kind, n in sorted(kinds.items())]
 
 
 def _where(exc: BaseException | None) -> str:

@@ -1,9 +1,12 @@
 """Render bench/results/*.json as the Markdown tables of docs/performance.md.
 
     .venv/bin/python bench/report.py > /tmp/figures.md
+    .venv/bin/python bench/report.py --json docs/performance-results.json --doc docs/performance.md
 
 Prints one section per benchmark found, with the machine and the load average at its start,
-so the document is pasted from the measurements rather than typed.
+so the document is pasted from the measurements rather than typed. `--json` writes every
+result into one file (the copy kept in the repository; bench/results/ is not committed);
+`--doc` replaces what lies between the figures markers of that document.
 """
 
 from __future__ import annotations
@@ -46,7 +49,42 @@ def when(data: dict[str, Any]) -> str:
     )
 
 
+START, END = "<!-- figures:start -->", "<!-- figures:end -->"
+NAMES = [
+    "pickup",
+    "downtime",
+    "overhead",
+    "ingest",
+    "history",
+    "chmigrations",
+    "footprint",
+    "registry",
+    "faults",
+]
+
+
 def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write all results into this file")
+    parser.add_argument("--doc", help="replace the figures between the markers of this Markdown file")
+    args = parser.parse_args()
+    text = render()
+    if args.json:
+        combined = {name: data for name in NAMES if (data := load(name)) is not None}
+        Path(args.json).write_text(json.dumps(combined, indent=1, default=str) + "\n")
+    if args.doc:
+        doc = Path(args.doc).read_text()
+        head, _, rest = doc.partition(START)
+        _, _, tail = rest.partition(END)
+        Path(args.doc).write_text(f"{head}{START}\n{text}\n{END}{tail}")
+    if not args.json and not args.doc:
+        print(text)
+    return 0
+
+
+def render() -> str:
     out: list[str] = []
     any_data = next((load(n) for n in ("pickup", "faults", "ingest") if load(n)), None)
     if any_data:
@@ -356,8 +394,7 @@ def main() -> int:
         for name in ("triggers", "documents"):
             for example in d.get(name, {}).get("examples", []):
                 out.append(f"- {name}: `{example}`")
-    print("\n".join(out))
-    return 0
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
