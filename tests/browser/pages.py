@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from playwright.sync_api import Locator, Page, expect
 
@@ -27,6 +26,14 @@ def open_settings_page(page: Page, site: BrowserSite, name: str) -> None:
     settings.get_by_role("link", name=name, exact=True).click()
 
 
+def check_now(page: Page, site: BrowserSite, version: str) -> None:
+    """Settings → System updates → "Check now", which finds `version` offered."""
+    open_settings_page(page, site, "System updates")
+    page.get_by_role("button", name="Check now").click()
+    expect(page.locator(".messagelist .success")).to_have_text(f"Version {version} is available.")
+    expect(page.locator("#latest-release")).to_contain_text(version)
+
+
 def configure_smtp(page: Page, site: BrowserSite, *, port: int, username: str, password: str) -> None:
     """Settings → SMTP configuration: point all mail at 127.0.0.1:<port>, plain SMTP with AUTH."""
     open_settings_page(page, site, "SMTP configuration")
@@ -46,17 +53,6 @@ def screenshot(page: Page, artifacts: Path, name: str) -> Path:
     path = artifacts / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
-
-
-def wait_until(condition: Any, timeout: float = 20, message: str = "condition") -> Any:
-    """Poll `condition()` (something outside the browser, e.g. a mailbox) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
 
 
 def reload_until(page: Page, locator: Locator, text: str, timeout: float = 45) -> None:

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import FORGETFUL
-from tests.browser.pages import configure_smtp, log_in, wait_until
+from tests.browser.pages import configure_smtp, log_in
 from tests.browser.site import ADMIN_EMAIL, ADMIN_USER, BrowserSite
-from tests.e2e.conftest import ADMIN_PASSWORD
+from tests.e2e.conftest import ADMIN_PASSWORD, wait_for
+from tests.helpers import closed_port
 from tests.smtp.conftest import SmtpTestServer
 
 SMTP_USER = "mailer"
@@ -32,9 +33,21 @@ def test_an_admin_configures_smtp_and_the_test_email_arrives(
     test_form.get_by_role("button", name="Send test email").click()
 
     expect(page.locator(".messagelist .success")).to_contain_text(f"Test email sent to {ADMIN_EMAIL}")
-    [received] = wait_until(lambda: mailbox.received, message="the test email")
+    [received] = wait_for(lambda: mailbox.received, 20, "the test email", interval=0.1)
     assert received.rcpt_tos == [ADMIN_EMAIL]
     assert received.mail_from == "ops@opentrace.test"
+
+
+def test_a_server_that_refuses_the_connection_is_reported_by_name(page: Page, site: BrowserSite):
+    log_in(page, site, ADMIN_USER, ADMIN_PASSWORD)
+    configure_smtp(page, site, port=closed_port(), username=SMTP_USER, password=SMTP_PASSWORD)
+
+    page.locator("#test_email_form").get_by_role("button", name="Send test email").click()
+
+    error = page.locator(".messagelist .error")
+    expect(error).to_contain_text(f"Test email to {ADMIN_EMAIL} failed")
+    expect(error).to_contain_text("refused")
+    assert SMTP_PASSWORD not in page.content()
 
 
 def test_a_forgotten_password_is_reset_from_the_login_page(
@@ -51,7 +64,7 @@ def test_a_forgotten_password_is_reset_from_the_login_page(
     page.get_by_role("button", name="Reset my password").click()
     expect(page).to_have_url(f"{site.url}/admin/password_reset/done/")
 
-    [received] = wait_until(lambda: mailbox.received, message="the password reset mail")
+    [received] = wait_for(lambda: mailbox.received, 20, "the password reset mail", interval=0.1)
     assert received.rcpt_tos == [FORGETFUL[1]]
     link = re.search(r"http://\S+/admin/reset/\S+/", received.text)
     assert link, received.text

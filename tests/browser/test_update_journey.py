@@ -14,7 +14,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import BROKEN_VERSION, OFFERED_VERSION
-from tests.browser.pages import log_in, open_settings_page, reload_until, screenshot
+from tests.browser.pages import check_now, log_in, open_settings_page, reload_until, screenshot
 from tests.browser.site import ADMIN_USER, BrowserSite
 from tests.e2e.conftest import ADMIN_PASSWORD
 
@@ -29,10 +29,7 @@ def step_states(page: Page) -> list[tuple[str, str]]:
 
 
 def check_now_and_see_the_offer(page: Page, site: BrowserSite, version: str) -> None:
-    open_settings_page(page, site, "System updates")
-    page.get_by_role("button", name="Check now").click()
-    expect(page.locator(".messagelist .success")).to_have_text(f"Version {version} is available.")
-    expect(page.locator("#latest-release")).to_contain_text(version)
+    check_now(page, site, version)
     # The agent's first heartbeat may land just after the page was rendered.
     reload_until(page, page.locator("#agent-status .ot-badge"), "online")
 
