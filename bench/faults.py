@@ -562,6 +562,13 @@ class Suite:
         cases: list[tuple[str, Any]] = [("valid", signed(fields))]
         cases += [("raw", raw) for raw in RAW_HOSTILE]
         cases += [("oversize", b" " * (512 * 1024 + 1) + signed(fields))]
+        # json.dumps escapes it: the file is plain ASCII, the parsed field holds a lone surrogate.
+        cases.append(
+            (
+                "lone surrogate",
+                json.dumps({**fields, "requested_by": "\ud800", "signature": "0" * 64}).encode(),
+            )
+        )
         for manifest in (
             b"[" * 50000,
             b"null",
@@ -662,6 +669,9 @@ class Suite:
         }
         samples = {
             "not JSON": b"{",
+            "lone surrogate": json.dumps(
+                {**fields, "requested_by": "\ud800", "signature": "0" * 64}
+            ).encode(),
             "deeply nested": b"[" * 50000 + b"]" * 50000,
             "bad signature": dumps({**fields, "signature": "0" * 64}),
             "unknown field": dumps(
