@@ -45,7 +45,8 @@ def when(data: dict[str, Any]) -> str:
     end = data.get("machine_at_end") or {}
     return (
         f"*Run {m.get('date', '?')} UTC, `{data['command']}`, {data['wall_seconds']} s; "
-        f"load average at start {' '.join(m.get('loadavg', []))}, at end {' '.join(end.get('loadavg', []))}.*"
+        f"load average at start {' '.join(m.get('loadavg', []))}, "
+        f"at end {' '.join(end.get('loadavg', []))}.*\n"
     )
 
 
@@ -94,21 +95,20 @@ def render() -> str:
             f"kernel {m['kernel']}.\n"
         )
     if d := load("pickup"):
-        p, r = d["pickup_ms"], d["request_ms"]
+        labelled = [
+            ("trigger → backend stored `running`", d["pickup_ms"]),
+            ("of which: backend `request()` + trigger write", d["request_ms"]),
+        ]
+        if "agent_side_ms" in d:
+            labelled += [
+                ("trigger → the agent wrote `running` (includes the line above)", d["agent_side_ms"]),
+                ("`running` written → the backend stored it", d["delivery_ms"]),
+            ]
         out += [
             "### 1. Trigger pickup latency",
             when(d),
             md(
-                [
-                    ["trigger → backend stored `running`", p["n"], f(p["p50"]), f(p["p95"]), f(p["max"])],
-                    [
-                        "of which: backend `request()` + trigger write",
-                        r["n"],
-                        f(r["p50"]),
-                        f(r["p95"]),
-                        f(r["max"]),
-                    ],
-                ],
+                [[label, v["n"], f(v["p50"]), f(v["p95"]), f(v["max"])] for label, v in labelled],
                 ["ms", "runs", "p50", "p95", "max"],
             ),
             f"Target p95 < 1 s: **{'met' if d['met'] else 'missed'}**. Outcomes: {d['outcomes']}.\n",
