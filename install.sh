@@ -113,6 +113,7 @@ while [[ $# -gt 0 ]]; do
         --compose-cmd) compose_cmd=$2 ;;
         --compose-file)
           [[ -f $2 ]] || usage_error "--compose-file: no such file: $2"
+          [[ $2 != *:* ]] || usage_error "--compose-file: a path with ':' cannot go into COMPOSE_FILE: $2"
           extra_files+=("$(cd "$(dirname "$2")" && pwd)/$(basename "$2")")
           ;;
         --timeout) timeout=$2 ;;
@@ -148,6 +149,19 @@ env_get() {
 [[ -z $(env_get OPENTRACE_HTTP_PORT) ]] || http_port=$(env_get OPENTRACE_HTTP_PORT)
 [[ -z $(env_get OPENTRACE_HTTP_BIND) ]] || http_bind=$(env_get OPENTRACE_HTTP_BIND)
 [[ -z $(env_get OPENTRACE_BASE_URL) ]] || base_url=$(env_get OPENTRACE_BASE_URL)
+# Extra compose files are remembered in .env as COMPOSE_FILE (both compose versions read it
+# when no -f is given; the host agent reads it too), so a re-run without flags uses them.
+compose_file_setting=$(env_get COMPOSE_FILE)
+if ((${#extra_files[@]} == 0)) && [[ -n $compose_file_setting ]]; then
+  IFS=: read -r -a listed <<<"$compose_file_setting"
+  [[ ${listed[0]} == docker-compose.prod.yml ]] ||
+    usage_error "COMPOSE_FILE in .env must start with docker-compose.prod.yml, got '$compose_file_setting'"
+  for file in "${listed[@]:1}"; do
+    [[ $file == /* ]] || file=$project_dir/$file
+    [[ -f $file ]] || usage_error "COMPOSE_FILE in .env names a missing file: $file"
+    extra_files+=("$file")
+  done
+fi
 if [[ ! $http_port =~ ^[0-9]{1,5}$ ]] || ((10#$http_port < 1 || 10#$http_port > 65535)); then
   usage_error "--http-port (or OPENTRACE_HTTP_PORT in .env) must be a port number (1-65535), got '$http_port'"
 fi
@@ -291,6 +305,14 @@ env_keys=(
   "POSTGRES_PASSWORD=secret:3"
   "CLICKHOUSE_PASSWORD=secret:4"
 )
+
+if ((${#extra_files[@]})); then
+  compose_file_value=docker-compose.prod.yml
+  for file in "${extra_files[@]}"; do
+    compose_file_value+=":$file"
+  done
+  env_keys=("${env_keys[0]}" "COMPOSE_FILE=value:$compose_file_value" "${env_keys[@]:1}")
+fi
 
 ensure_env() {
   if [[ -L $env_file ]]; then

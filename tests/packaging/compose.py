@@ -23,6 +23,7 @@ BACKING_SERVICES = ("postgres", "redis", "clickhouse")
 # the compose file builds URLs from, the image/user/port knobs, and the host agent's.
 COMPOSE_ONLY_NAMES = {
     "COMPOSE_PROJECT_NAME",
+    "COMPOSE_FILE",
     "OPENTRACE_IMAGE_TAG",
     "OPENTRACE_UID",
     "OPENTRACE_GID",

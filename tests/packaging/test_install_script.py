@@ -240,6 +240,26 @@ def test_the_compose_command_and_extra_files_can_be_chosen(sandbox, tmp_path):
     assert calls[:2] == [["docker-compose", "version"], ["docker", "info"]]
     assert calls[2] == ["docker-compose", "-f", "docker-compose.prod.yml", "-f", str(override), "build"]
     assert all(call[:5] == calls[2][:5] for call in calls[2:])
+    values = parse_env(sandbox.env_file().read_text(encoding="utf-8"))
+    assert values["COMPOSE_FILE"] == f"docker-compose.prod.yml:{override}"
+
+
+def test_a_rerun_without_flags_uses_the_compose_files_remembered_in_env(sandbox, tmp_path):
+    sandbox.set("compose-v2")
+    override = tmp_path / "override.yml"
+    override.write_text("services: {}\n", encoding="utf-8")
+    assert install(sandbox, "--no-agent", "--compose-file", str(override)).returncode == 0
+    sandbox.clear_calls()
+    assert install(sandbox, "--no-agent").returncode == 0
+    assert compose("-f", str(override), "up", "-d") in sandbox.calls()
+
+
+def test_a_compose_file_in_env_must_start_with_the_production_file(sandbox):
+    sandbox.env_file().write_text("COMPOSE_FILE=evil.yml:docker-compose.prod.yml\n", encoding="utf-8")
+    result = install(sandbox)
+    assert result.returncode == 2
+    assert "COMPOSE_FILE in .env must start with docker-compose.prod.yml" in result.stderr
+    assert sandbox.calls() == []
 
 
 def test_no_build_starts_the_images_that_exist(sandbox):
