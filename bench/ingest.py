@@ -72,6 +72,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--lines", type=int, default=10)
+    parser.add_argument(
+        "--manifest-kib", type=int, default=0, help="pad the run's stored registry document to this size"
+    )
+    parser.add_argument("--clients", default="1,4", help="comma-separated client counts")
+    parser.add_argument("--batches", default="1,10,100", help="comma-separated events per request")
     args = parser.parse_args()
     started = time.monotonic()
     at_start = common.machine()
@@ -89,8 +94,13 @@ def main() -> int:
         secret = settings.OPENTRACE_AGENT_SECRET
         with common.gunicorn(env) as base:
             url = base + "/api/updates/agent/events"
-            for clients in (1, 4):
-                for batch in (1, 10, 100):
+            manifest = common.manifest("1.2.0")
+            if args.manifest_kib:
+                doc = json.loads(manifest)
+                doc["releases"][0]["notes"] = "n" * (args.manifest_kib * 1024)
+                manifest = json.dumps(doc).encode()
+            for clients in [int(c) for c in args.clients.split(",")]:
+                for batch in [int(b) for b in args.batches.split(",")]:
                     run, _ = UpdateRun.request(
                         user=None,
                         from_version="1.1.5",
@@ -98,7 +108,7 @@ def main() -> int:
                         git_tag="v1.2.0",
                         git_commit=None,
                         severity="normal",
-                        manifest=common.manifest("1.2.0"),
+                        manifest=manifest,
                         manifest_verified=False,
                         idempotency_key=uuid.uuid4().hex,
                     )
@@ -126,6 +136,7 @@ def main() -> int:
                         "clients": clients,
                         "batch": batch,
                         "lines_per_event": args.lines,
+                        "manifest_bytes": len(manifest),
                         "requests": len(out["latency"]),
                         "seconds": round(elapsed, 2),
                         "events_accepted": accepted,
@@ -169,7 +180,7 @@ def main() -> int:
     best_lines = max(r["lines_per_s"] for r in agent_like)
     print(f"one client (as the agent): best {best_lines:,.0f} log lines/s; target ≥ 2,000")
     common.write_results(
-        "ingest",
+        "ingest" if not args.manifest_kib else f"ingest_manifest{args.manifest_kib}k",
         {
             "_machine_at_start": at_start,
             "results": results,
