@@ -49,9 +49,8 @@ def main() -> int:
     print("\n=== summary ===")
     for name, code, seconds in results:
         print(f"{name:14} exit {code}  {seconds:6.1f} s{'  (over 3 minutes)' if seconds > 180 else ''}")
-    subprocess.run(
-        [sys.executable, str(HERE / "report.py")], cwd=HERE.parent, stdout=subprocess.DEVNULL, check=False
-    )
+    print("\n=== figures (bench/report.py) ===", flush=True)
+    subprocess.run([sys.executable, str(HERE / "report.py")], cwd=HERE.parent, check=False)
     return 1 if any(code != 0 for _, code, _ in results) else 0
 
 
