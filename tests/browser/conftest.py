@@ -1,6 +1,6 @@
 """Browser tests: Playwright driving Debian's Chromium (`/usr/bin/chromium`) against a live OpenTrace.
 
-One install serves the whole session (starting one costs most of a minute on a busy 2-core
+One install serves the whole package (starting one costs most of a minute on a busy 2-core
 machine): the end-to-end harness's site (this tree at v1.1.5, served by
 `scripts/run_local.py`, its host agent in `local` mode, a registry on 127.0.0.1), with
 releases 1.2.0 (good) and 1.2.2 (broken at healthcheck) tagged upstream and named staff
@@ -98,7 +98,9 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: while Playwright runs, its event loop is visible on this thread,
+# and Django would refuse the database to the tests of other folders that run after these.
+@pytest.fixture(scope="package")
 def browser():  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 
@@ -123,7 +125,7 @@ def page(browser, artifacts: Path, request: pytest.FixtureRequest):  # type: ign
     context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def site(tmp_path_factory: pytest.TempPathFactory, base_upstream: Path) -> Iterator[BrowserSite]:  # noqa: F811
     if _skip_reason():
         pytest.skip(_skip_reason())
