@@ -238,6 +238,7 @@ fi
 admin_user=${admin_user:-admin}
 admin_email=${admin_email:-$admin_user@localhost}
 [[ $admin_user =~ ^[A-Za-z0-9@.+_-]{1,150}$ ]] || usage_error "admin user may contain letters, digits and @.+-_ only"
+[[ $admin_email =~ ^[^@[:space:]\"\']+@[^@[:space:]\"\']+$ ]] || usage_error "admin email is not an email address: '$admin_email'"
 
 # --- .env -------------------------------------------------------------------------------
 
