@@ -37,13 +37,13 @@ def main() -> int:
     only = set(filter(None, args.only.split(",")))
     skip = set(filter(None, args.skip.split(",")))
     results = []
-    for name in ORDER:
+    for name, extra in ORDER:
         if (only and name not in only) or name in skip:
             continue
-        print(f"\n=== {name} ===", flush=True)
+        print(f"\n=== {name} {' '.join(extra)} ===", flush=True)
         t0 = time.monotonic()
         code = subprocess.run(
-            [sys.executable, str(HERE / f"{name}.py")], cwd=HERE.parent, check=False
+            [sys.executable, str(HERE / f"{name}.py"), *extra], cwd=HERE.parent, check=False
         ).returncode
         results.append((name, code, time.monotonic() - t0))
     print("\n=== summary ===")

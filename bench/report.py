@@ -73,7 +73,8 @@ def main() -> int:
     args = parser.parse_args()
     text = render()
     if args.json:
-        combined = {name: data for name in NAMES if (data := load(name)) is not None}
+        names = [*NAMES, *sorted(p.stem for p in common.RESULTS.glob("ingest_manifest*.json"))]
+        combined = {name: data for name in names if (data := load(name)) is not None}
         Path(args.json).write_text(json.dumps(combined, indent=1, default=str) + "\n")
     if args.doc:
         doc = Path(args.doc).read_text()
@@ -178,9 +179,19 @@ def render() -> str:
             md([[k, f(v, 3)] for k, v in parts], ["direct part", "median s"]),
             "",
         ]
-    if d := load("ingest"):
+    variants = ["ingest", *sorted(p.stem for p in common.RESULTS.glob("ingest_manifest*.json"))]
+    for variant in variants:
+        d = load(variant)
+        if d is None:
+            continue
+        size = d["results"][0].get("manifest_bytes", 0) if d["results"] else 0
+        title = (
+            "### 4. Callback ingest on PostgreSQL"
+            if variant == "ingest"
+            else (f"#### 4b. The same with a {size // 1024} KiB registry document stored on the run")
+        )
         out += [
-            "### 4. Callback ingest on PostgreSQL",
+            title,
             when(d),
             md(
                 [
