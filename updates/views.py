@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from updates.checking import run_check
 from updates.models import (
     AgentHeartbeat,
+    AgentStatus,
     RegistryCheck,
     RegistryState,
     RunAlreadyActive,
@@ -237,6 +238,7 @@ def progress_payload(run: UpdateRun) -> dict[str, Any]:
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),
         "failed_step": run.failed_step,
+        "outcome": run.outcome,
         "error": run.error,
         "rollback_cause": run.rollback_cause,
         "steps": steps,
@@ -259,13 +261,19 @@ def progress(request: HttpRequest) -> JsonResponse:
     else:
         run = current_run()
     agent = AgentHeartbeat.status()
-    return JsonResponse(
-        {
-            "running_version": settings.OPENTRACE_VERSION,
-            "agent": {"online": agent.online, "last_seen": _iso(agent.last_seen)},
-            "run": progress_payload(run) if run else None,
-        }
-    )
+    body: dict[str, Any] = {
+        "running_version": settings.OPENTRACE_VERSION,
+        "agent": {"online": agent.online, "last_seen": _iso(agent.last_seen), "busy": _busy(agent)},
+        "run": progress_payload(run) if run else None,
+    }
+    if can_install(request):
+        # Lets the page bring the Install button back (or say why not) once the run has ended.
+        body["install_refusal"] = install_refusal(RegistryState.load())
+    return JsonResponse(body)
+
+
+def _busy(agent: AgentStatus) -> bool:
+    return bool(agent.agent and agent.agent.busy)
 
 
 @require_POST

@@ -78,3 +78,57 @@ def test_progress_keeps_polling_through_an_outage_and_shows_the_outcome(live_ser
     assert page.query_selector("#run-log img") is None
     assert "deploy" in page.text_content("#run-steps")
     assert page.text_content("#run-connection") == "Finished."
+
+
+def log_in(page, live_server, username: str, password: str) -> None:
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/updates/system/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#run-progress")
+
+
+def test_cancel_and_the_install_refusal_follow_the_run_as_it_moves_on(
+    live_server, operator, offered, agent_online, browser_page
+):
+    page = browser_page
+    expect = playwright.expect
+    run = make_run(user=operator)
+    log_in(page, live_server, "operator", "correct-horse-4")
+    cancel = page.get_by_role("button", name="Cancel this update")
+    install = page.get_by_role("button", name="Install update 1.2.0…")
+    refusal = page.locator("#install-refusal")
+    expect(cancel).to_be_visible()
+    expect(refusal).to_contain_text("is already requested or running")
+    expect(install).to_be_hidden()
+    expect(page.locator("#run-outcome")).to_have_text("Waiting for the host agent to pick up the update.")
+
+    # The agent claimed it: the server would refuse a cancel now, so the button goes.
+    agent = Client()
+    post_events(
+        agent, run.pk, event(1, "run", state="running"), event(2, "step", step="deploy", state="started")
+    )
+    expect(page.locator("#run-status")).to_have_text("Running")
+    expect(cancel).to_have_count(0)
+    expect(refusal).to_be_visible()  # still true while the run goes on
+    expect(install).to_be_hidden()
+
+    post_events(
+        agent,
+        run.pk,
+        event(3, "step", step="deploy", state="failed", message="web never came up"),
+        event(4, "run", state="rolled_back", message="deploy failed: web never came up"),
+    )
+    expect(page.locator("#run-status")).to_have_text("Rolled back")
+    expect(refusal).to_be_hidden()
+    expect(install).to_be_visible()
+    expect(page.locator("#run-reload")).to_be_visible()
+    live = page.text_content("#run-outcome")
+    assert live == "Failed at step deploy. Rolled back to 1.1.5: deploy failed: web never came up"
+
+    # A reload shows the same outcome, from the server this time, and the same buttons.
+    page.reload()
+    expect(page.locator("#run-outcome")).to_have_text(live)
+    expect(install).to_be_visible()
+    expect(cancel).to_have_count(0)
+    expect(refusal).to_be_hidden()

@@ -155,6 +155,33 @@ class UpdateRun(models.Model):
             return None
         return (self.finished_at or timezone.now()) - self.started_at
 
+    @property
+    def outcome(self) -> str:
+        """What the run came to, in the words the System updates page shows.
+
+        The one source of this wording: the page renders it and its live script shows the
+        same text from the progress endpoint, so a reload never changes what the admin reads.
+        """
+        if self.status == RunStatus.REQUESTED:
+            return "Waiting for the host agent to pick up the update."
+        if self.status == RunStatus.RUNNING:
+            return ""
+        if self.status == RunStatus.SUCCEEDED:
+            return f"OpenTrace {self.to_version} is installed."
+        if self.status == RunStatus.EXPIRED:
+            reason = self.error or "No update agent claimed the update in time."
+            return f"Expired: {reason} Nothing was changed."
+        if self.status == RunStatus.CANCELLED:
+            who = self.error or "Cancelled."
+            return f"{who} It was withdrawn before an agent claimed it; nothing was changed."
+        parts = [f"Failed at step {self.failed_step}."] if self.failed_step else []
+        if self.error:
+            parts.append(self.error)
+        if self.status == RunStatus.ROLLED_BACK:
+            cause = f": {self.rollback_cause}" if self.rollback_cause else "."
+            parts.append(f"Rolled back to {self.from_version}{cause}")
+        return " ".join(parts) or "The update failed."
+
     @classmethod
     def active(cls) -> UpdateRun | None:
         return cls.objects.filter(status__in=ACTIVE).select_related("requested_by").first()
