@@ -1,8 +1,12 @@
 """A checkout of OpenTrace deployed on the container engine: compose, HTTP and timing helpers.
 
-The container suites build on these (install now; the agent's compose-preset update and
-rollback suites later: give `Stack` a checkout that is a git repository with the release
-tags, run install.sh, then trigger the update and watch `healthz()` and `container_ids()`).
+The container suites build on these. install: tests/containers/test_install.py. The
+agent's compose-preset update and rollback suites go beside it (test_update_compose.py):
+make `Stack.project_dir` a clone of an upstream repository holding the v1.1.5 and v1.2.0
+tags (host_agent/tests/conftest.py's `Project` builds one), run `Stack.install()`, write a
+signed trigger into `<project_dir>/data/updates/`, and watch `healthz()` (version),
+`container_ids()` (recreated) and `timings`. install.sh records the override in `.env` as
+`COMPOSE_FILE`, which the agent's compose commands must honour on this engine.
 
 Every compose call layers tests/containers/docker-compose.test.yml over the production
 file (see that file for the one deviation: the embedded ClickHouse engine).
