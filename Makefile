@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format clean container-test
 
 run: $(STAMP)
 	$(PY) scripts/run_local.py
@@ -19,6 +19,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+# install.sh, the image and docker-compose.prod.yml on a real engine (podman behind the Docker API;
+# needs root). Not part of `make test`: it builds images and takes 6-10 minutes.
+CONTAINER_ENGINE ?= ../shared/container-engine.sh
+container-test: $(STAMP)
+	eval "$$(bash $(CONTAINER_ENGINE))" && OPENTRACE_CONTAINER_TESTS=1 $(PY) -m pytest tests/containers $(PYTEST_ARGS)
 
 $(STAMP): requirements.txt requirements-embedded.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

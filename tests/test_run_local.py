@@ -74,3 +74,18 @@ def test_the_local_runner_serves_health_and_the_admin_then_stops(tmp_path):
         proc.wait(timeout=30)
     assert proc.returncode == 0
     assert not (tmp_path / "run" / "supervisor.pid").exists()
+
+
+def test_ensure_admin_never_invents_a_password_for_an_existing_account(tmp_path):
+    from tests.helpers import manage
+
+    env = clean_env(OPENTRACE_DATA_DIR=str(tmp_path))
+    assert manage("migrate", "--noinput", env=env).returncode == 0
+    created = manage("ensure_admin", env={**env, "OPENTRACE_ADMIN_PASSWORD": "chosen-by-the-operator-1"})
+    assert "Created admin user 'admin' with password chosen-by-the-operator-1" in created.stdout
+
+    again = manage("ensure_admin", env=env)
+    assert again.returncode == 0
+    assert "exists; its password is unchanged" in again.stdout
+    assert "password " not in again.stdout.replace("its password is unchanged", "")
+    assert not (tmp_path / "secrets" / "admin_password").exists()
