@@ -51,9 +51,17 @@ class Agent:
             self.backend,
             lambda: read_version(config.project_dir),
             interval=config.heartbeat_interval,
+            state=lambda: (self.current_run is not None, self.current_run),
             now=now,
         )
-        self.runner = Runner(config, self.reporter, self.backend, stop=self.stop, now=now)
+        self.runner = Runner(
+            config,
+            self.reporter,
+            self.backend,
+            stop=self.stop,
+            now=now,
+            after_database_restore=self.heartbeat.prompt,
+        )
         self.store = self.runner.store
         self.process_lock = FileLock(config.state_dir / "agent.lock")
         self.run_lock = FileLock(config.state_dir / "run.lock")
@@ -63,10 +71,26 @@ class Agent:
     # --- units of work -----------------------------------------------------------------
     def recover(self) -> str | None:
         with self.run_lock:
-            outcome = self.runner.recover()
+            unfinished = self.runner.journal.load()
+            if unfinished is not None:
+                self._run_started(unfinished.run_id)
+            try:
+                outcome = self.runner.recover()
+            finally:
+                if unfinished is not None:
+                    self._run_ended()
             if self.runner.recover_orphans() and outcome is None:
                 outcome = "failed"
             return outcome
+
+    def _run_started(self, run_id: str) -> None:
+        self.current_run = run_id
+        self.heartbeat.prompt()
+
+    def _run_ended(self) -> None:
+        # Without this the backend would show the agent busy until the next regular heartbeat.
+        self.current_run = None
+        self.heartbeat.prompt()
 
     def process_once(self) -> str | None:
         """Handle the pending trigger, if any: an outcome, "rejected", or None when there was none."""
@@ -90,11 +114,11 @@ class Agent:
             except (FileNotFoundError, TriggerSwapped):
                 # Withdrawn by the backend (cancel, expiry) before we claimed it, or replaced.
                 return None
-            self.current_run = trigger.run_id
+            self._run_started(trigger.run_id)
             try:
                 return self.runner.execute(trigger)
             finally:
-                self.current_run = None
+                self._run_ended()
 
     def _reject(self, reason: str) -> None:
         run_id = run_id_hint(self.store.trigger)
@@ -118,18 +142,16 @@ class Agent:
             return str(directory)
 
     # --- loops -------------------------------------------------------------------------
-    def _heartbeat_loop(self) -> None:
-        while not self.stop.is_set():
-            self.heartbeat.beat(busy=self.current_run is not None, run_id=self.current_run)
-            self.stop.wait(self.config.heartbeat_interval)
-
     def start_background(self) -> None:
         self.reporter.start()
-        self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._heartbeat_thread = threading.Thread(
+            target=self.heartbeat.run, args=(self.stop,), name="heartbeat", daemon=True
+        )
         self._heartbeat_thread.start()
 
     def stop_background(self) -> None:
         self.stop.set()
+        self.heartbeat.wake()
         self.reporter.stop()
         if self._heartbeat_thread is not None:
             self._heartbeat_thread.join(timeout=10)

@@ -12,7 +12,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from host_agent.backend import BackendClient
@@ -40,8 +41,10 @@ class Runner:
         *,
         stop: threading.Event | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        after_database_restore: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
+        self.after_database_restore = after_database_restore
         self.reporter = reporter
         self.backend = backend
         self.stop = stop or threading.Event()
@@ -63,8 +66,18 @@ class Runner:
             backend=self.backend,
             log=log,
             min_upgrade_from=min_upgrade_from,
-            restoring_database=lambda: self.reporter.replaying(record.run_id),
+            restoring_database=lambda: self._restoring_database(record.run_id),
         )
+
+    @contextmanager
+    def _restoring_database(self, run_id: str) -> Iterator[None]:
+        try:
+            with self.reporter.replaying(run_id):
+                yield
+        finally:
+            # The restore dropped what the backend recorded since the backup, our heartbeats
+            # too: without a new one at once the agent looks offline to the admin.
+            self.after_database_restore()
 
     def _crash_point(self, step: str) -> None:
         if os.environ.get(CRASH_AT_VARIABLE) == step:

@@ -155,7 +155,20 @@ class FakeBackend:
         db.execute(
             "CREATE TABLE IF NOT EXISTS agent_events (run_id TEXT, seq INT, body TEXT, UNIQUE(run_id, seq))"
         )
+        db.execute("CREATE TABLE IF NOT EXISTS agent_heartbeats (body TEXT)")
         return db
+
+    def store_heartbeat(self, payload: dict) -> None:
+        self.heartbeats.append(payload)
+        with closing(self._db()) as db, db:
+            db.execute("INSERT INTO agent_heartbeats VALUES (?)", (json.dumps(payload),))
+
+    @property
+    def stored_heartbeats(self) -> list[dict]:
+        """The heartbeats in the backend's database (a restore drops those since the backup)."""
+        with closing(self._db()) as db:
+            rows = db.execute("SELECT body FROM agent_heartbeats ORDER BY rowid").fetchall()
+        return [json.loads(body) for (body,) in rows]
 
     @property
     def events(self) -> list[dict]:
@@ -227,7 +240,7 @@ def _handler(backend: FakeBackend) -> type[BaseHTTPRequestHandler]:
                 return self._answer(401, {"error": "bad signature"})
             payload = json.loads(body)
             if self.path == "/api/updates/agent/heartbeat":
-                backend.heartbeats.append(payload)
+                backend.store_heartbeat(payload)
                 return self._answer(200, {"accepted": 1, "duplicates": 0})
             if self.path != "/api/updates/agent/events":
                 return self._answer(404, {})
