@@ -99,8 +99,9 @@ class Heartbeat:
 
     def wait(self, stop: threading.Event) -> bool:
         """Sleep until the next heartbeat is due or prompted; False when `run()` should end."""
-        self._wake.wait(min(self.retry_interval, self.interval) if self._owed else self.interval)
-        self._wake.clear()
+        if not stop.is_set():
+            self._wake.wait(min(self.retry_interval, self.interval) if self._owed else self.interval)
+            self._wake.clear()
         if stop.is_set():
             # A prompt made just before stopping (`once` stops right after its run) is still sent, once.
             return self._prompted

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime
 
 from host_agent.backend import BackendClient
@@ -124,3 +125,32 @@ def test_a_prompted_heartbeat_is_retried_until_the_backend_answers(backend):
         beat.wake()
         thread.join(5)
     assert not thread.is_alive()
+
+
+def test_a_prompt_just_before_stopping_is_sent_once_and_the_thread_ends_at_once(backend):
+    beat = Heartbeat(BackendClient(backend.url, SECRET), lambda: "1.1.5", interval=30.0, retry_interval=2.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=beat.run, args=(stop,), daemon=True)
+    thread.start()
+    assert wait_for(lambda: len(backend.heartbeats) == 1, 5)
+    beat.prompt()
+    stop.set()
+    beat.wake()
+    started = time.monotonic()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 1.0  # not the retry or regular interval
+    assert wait_for(lambda: len(backend.heartbeats) == 2, 1)
+
+
+def test_stopping_without_a_prompt_sends_nothing_more(backend):
+    beat = Heartbeat(BackendClient(backend.url, SECRET), lambda: "1.1.5", interval=30.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=beat.run, args=(stop,), daemon=True)
+    thread.start()
+    assert wait_for(lambda: len(backend.heartbeats) == 1, 5)
+    stop.set()
+    beat.wake()
+    thread.join(1.0)
+    assert not thread.is_alive()
+    assert len(backend.heartbeats) == 1
