@@ -99,7 +99,7 @@ def write_results(name: str, data: dict[str, Any], started: float) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": name,
-        "command": f".venv/bin/python bench/{name}.py " + " ".join(sys.argv[1:]),
+        "command": " ".join([".venv/bin/python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
         "machine_at_start": data.pop("_machine_at_start", None),
         "machine_at_end": machine(),
         "wall_seconds": round(time.monotonic() - started, 1),
