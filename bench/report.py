@@ -112,7 +112,7 @@ def render() -> str:
                 [[label, v["n"], f(v["p50"]), f(v["p95"]), f(v["max"])] for label, v in labelled],
                 ["ms", "runs", "p50", "p95", "max"],
             ),
-            f"Target p95 < 1 s: **{'met' if d['met'] else 'missed'}**. Outcomes: {d['outcomes']}.\n",
+            f"\nTarget p95 < 1 s: **{'met' if d['met'] else 'missed'}**. Outcomes: {d['outcomes']}.\n",
         ]
     if d := load("downtime"):
         out += [
