@@ -134,17 +134,20 @@ def recreate_database(name: str) -> str:
 
 def backend_env(data_dir: Path, database: str, **extra: str) -> dict[str, str]:
     """The environment of a production-like backend: DEBUG off, PostgreSQL, its own data dir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENTRACE_", "CLICKHOUSE_"))}
+    # No CELERY_BROKER_URL: the embedded default (kombu's filesystem transport) needs no server.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENTRACE_", "CLICKHOUSE_", "CELERY_", "DATABASE_URL", "DJANGO_"))
+    }
     env.update(
         OPENTRACE_DATA_DIR=str(data_dir),
         DATABASE_URL=pg_url(database),
         DEBUG="0",
         SECRET_KEY=BENCH_SECRET_KEY,
         ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
-        CELERY_BROKER_URL="filesystem://",
         PYTHONPATH=str(ROOT),
     )
-    env.pop("CELERY_BROKER_URL")  # the embedded default: kombu's filesystem transport, no server
     env.update(extra)
     return env
 
