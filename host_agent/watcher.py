@@ -55,8 +55,10 @@ class Watcher:
         if self.fd is None:
             time.sleep(min(timeout, POLL_INTERVAL))
             return True
-        ready, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
-        if not ready:
+        # poll(), not select(): select() cannot watch a descriptor numbered 1024 or more.
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        if not poller.poll(max(0.0, timeout) * 1000):
             return False
         try:
             while os.read(self.fd, 65536):

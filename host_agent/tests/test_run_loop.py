@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -42,6 +43,33 @@ def test_the_watcher_wakes_within_a_second_of_a_new_trigger(tmp_path, use_inotif
     finally:
         watcher.close()
     assert time.monotonic() - started < 1.2
+
+
+def test_the_watcher_works_with_a_descriptor_above_1024(tmp_path):
+    # A long-lived process can hold many descriptors; select() would refuse fd >= 1024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the descriptor limit ({hard}) is too low to reach fd 1024")
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE,
+        (max(soft, 1200) if hard == resource.RLIM_INFINITY else min(max(soft, 1200), hard), hard),
+    )
+    fillers = []
+    try:
+        while not fillers or fillers[-1] < 1030:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+        watcher = Watcher(tmp_path, use_inotify=True)
+        assert watcher.fd is not None
+        assert watcher.fd >= 1024
+        threading.Timer(0.2, lambda: (tmp_path / "trigger").write_text("{}")).start()
+        try:
+            assert watcher.wait(5.0) is True
+        finally:
+            watcher.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_run_heartbeats_processes_a_trigger_and_stops_on_sigterm(project, backend):
