@@ -23,7 +23,6 @@ from django.views.decorators.http import require_GET, require_POST
 from updates.checking import run_check
 from updates.models import (
     AgentHeartbeat,
-    AgentStatus,
     RegistryCheck,
     RegistryState,
     RunAlreadyActive,
@@ -263,17 +262,13 @@ def progress(request: HttpRequest) -> JsonResponse:
     agent = AgentHeartbeat.status()
     body: dict[str, Any] = {
         "running_version": settings.OPENTRACE_VERSION,
-        "agent": {"online": agent.online, "last_seen": _iso(agent.last_seen), "busy": _busy(agent)},
+        "agent": {"online": agent.online, "last_seen": _iso(agent.last_seen)},
         "run": progress_payload(run) if run else None,
     }
     if can_install(request):
         # Lets the page bring the Install button back (or say why not) once the run has ended.
         body["install_refusal"] = install_refusal(RegistryState.load())
     return JsonResponse(body)
-
-
-def _busy(agent: AgentStatus) -> bool:
-    return bool(agent.agent and agent.agent.busy)
 
 
 @require_POST
