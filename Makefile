@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format clean container-test
+.PHONY: run test lint format clean container-test bench
 
 run: $(STAMP)
 	$(PY) scripts/run_local.py
@@ -19,6 +19,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+# The benchmarks and the fault-injection suite (not part of `make test`); figures: docs/performance.md.
+bench: $(STAMP)
+	$(PY) bench/all.py
 
 # install.sh, the image and docker-compose.prod.yml on a real engine (podman behind the Docker API;
 # needs root). Not part of `make test`: it builds images and takes 6-10 minutes.
