@@ -16,7 +16,7 @@ from host_agent.backend import BackendClient
 from host_agent.backup import apply_retention, backup_sets, create_backup
 from host_agent.clock import UTC
 from host_agent.config import AgentConfig
-from host_agent.errors import SignatureUnavailable, TriggerRejected
+from host_agent.errors import AgentError, SignatureUnavailable, TriggerRejected
 from host_agent.heartbeat import Heartbeat
 from host_agent.journal import Journal
 from host_agent.lock import FileLock, LockHeld
@@ -25,7 +25,7 @@ from host_agent.presets import make_preset
 from host_agent.reporter import Reporter
 from host_agent.runner import Runner
 from host_agent.steps import read_version
-from host_agent.trigger import TriggerSwapped, read_trigger, run_id_hint
+from host_agent.trigger import Trigger, TriggerSwapped, read_trigger, run_id_hint
 from host_agent.watcher import Watcher
 
 logger = logging.getLogger("host_agent")
@@ -100,13 +100,7 @@ class Agent:
             if not self.store.pending():
                 return None
             try:
-                trigger = read_trigger(
-                    self.store.trigger,
-                    secret=self.config.secret,
-                    registry_keys=self.config.registry_keys,
-                    running_version=read_version(self.config.project_dir),
-                    now=self.now(),
-                )
+                trigger = self._read_pending()
                 self.store.claim(trigger)
             except (TriggerRejected, SignatureUnavailable) as exc:
                 self._reject(str(exc))
@@ -119,6 +113,27 @@ class Agent:
                 return self.runner.execute(trigger)
             finally:
                 self._run_ended()
+
+    def _read_pending(self) -> Trigger:
+        running_version = read_version(self.config.project_dir)
+        now = self.now()
+        try:
+            return read_trigger(
+                self.store.trigger,
+                secret=self.config.secret,
+                registry_keys=self.config.registry_keys,
+                running_version=running_version,
+                now=now,
+            )
+        except (AgentError, FileNotFoundError):
+            raise
+        except Exception as exc:
+            # Last resort: the file stays in place until rejected, so an exception escaping here
+            # would kill the agent again on every restart. Reject it, naming what went wrong.
+            logger.exception("unexpected error reading the trigger")
+            raise TriggerRejected(
+                f"the trigger could not be read ({type(exc).__name__}: {str(exc)[:200]})"
+            ) from exc
 
     def _reject(self, reason: str) -> None:
         run_id = run_id_hint(self.store.trigger)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from host_agent import safejson
 from host_agent.clock import UTC
 from host_agent.errors import SignatureUnavailable, TriggerRejected
 from host_agent.versions import parse_version
@@ -94,21 +94,25 @@ def _release(entry: dict[str, object]) -> Release | None:
     )
 
 
+def _signed_document(inner: bytes) -> object:
+    try:
+        return safejson.loads(inner)
+    except safejson.UntrustedJSONError as exc:
+        raise TriggerRejected(f"manifest: the signed document is not UTF-8 JSON ({exc})") from None
+
+
 def releases(body: bytes, keys: dict[str, bytes], now: datetime | None = None) -> list[Release]:
     """The releases of `opentrace` the document offers; `TriggerRejected` when it is unacceptable."""
     try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise TriggerRejected("manifest: not UTF-8 JSON") from None
+        document = safejson.loads(body)
+    except safejson.UntrustedJSONError as exc:
+        raise TriggerRejected(f"manifest: not UTF-8 JSON ({exc})") from None
     if keys:
         inner = _verified_inner(document, keys)
-        try:
-            document = json.loads(inner.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise TriggerRejected("manifest: the signed document is not UTF-8 JSON") from None
+        document = _signed_document(inner)
     elif isinstance(document, dict) and "signed" in document and "signatures" in document:
         # Unsigned mode still understands an envelope; without keys its signature is not checked.
-        document = json.loads(_b64(document["signed"], "'signed'").decode("utf-8", "replace"))
+        document = _signed_document(_b64(document["signed"], "'signed'"))
     if not isinstance(document, dict):
         raise TriggerRejected("manifest: not a JSON object")
     if "releases" in document:

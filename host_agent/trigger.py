@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
-import json
 import os
 import re
 import stat
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from host_agent import manifest
+from host_agent import manifest, safejson
 from host_agent.clock import UTC
 from host_agent.errors import AgentError, TriggerRejected
 from host_agent.fsutil import fsync_dir
@@ -111,9 +110,9 @@ def parse_trigger(
     now: datetime | None = None,
 ) -> Trigger:
     try:
-        fields = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise TriggerRejected("the trigger is not UTF-8 JSON") from None
+        fields = safejson.loads(data)
+    except safejson.UntrustedJSONError as exc:
+        raise TriggerRejected(f"the trigger is not UTF-8 JSON ({exc})") from None
     if not isinstance(fields, dict):
         raise TriggerRejected("the trigger is not a JSON object")
     unknown = sorted(set(fields) - FIELDS)
@@ -196,7 +195,7 @@ def run_id_hint(path: Path) -> str | None:
     """The run id a rejected trigger names, if it is a UUID (read without following links)."""
     try:
         data, _ = _read_bounded(path)
-        value = json.loads(data.decode("utf-8")).get("run_id")
+        value = safejson.loads(data).get("run_id")  # type: ignore[union-attr]
         return str(uuid.UUID(value)) if isinstance(value, str) else None
     except Exception:
         return None
@@ -245,7 +244,10 @@ class TriggerStore:
             os.rename(self.trigger, target)
         except FileNotFoundError:
             return None
-        (self.rejected / f"{stamp}.reason").write_text(reason + "\n", encoding="utf-8")
+        # backslashreplace: a reason quoting hostile input must not fail to be written.
+        (self.rejected / f"{stamp}.reason").write_text(
+            reason + "\n", encoding="utf-8", errors="backslashreplace"
+        )
         fsync_dir(self.dir)
         return target
 

@@ -189,3 +189,49 @@ def test_a_trigger_replaced_between_verification_and_claim_is_not_run_under_the_
 
     assert not (store.processing / f"{verified.run_id}.json").exists()
     assert json.loads(store.trigger.read_text())["run_id"] == newer
+
+
+def _signed_with_manifest(manifest: bytes) -> dict:
+    return trigger_fields("1.2.0", manifest=manifest)
+
+
+# Each of these once killed the agent before any secret was needed; since the file stayed in
+# place, every restart died on it again. Now each is rejected and the next trigger still runs.
+@pytest.mark.parametrize(
+    ("make_trigger", "reason"),
+    [
+        pytest.param(lambda: b"[" * 50000, "not UTF-8 JSON", id="deeply-nested-trigger"),
+        pytest.param(
+            # json.dumps escapes it, so the file is plain ASCII; the parsed field is a lone surrogate.
+            lambda: json.dumps({**trigger_fields("1.2.0"), "requested_by": "\ud800"}).encode(),
+            "lone surrogate",
+            id="lone-surrogate-in-a-field",
+        ),
+        pytest.param(
+            lambda: _signed_with_manifest(b"[" * 50000),
+            "manifest: not UTF-8 JSON",
+            id="deeply-nested-manifest",
+        ),
+        pytest.param(
+            lambda: _signed_with_manifest(
+                json.dumps({"signed": base64.b64encode(b"not json").decode(), "signatures": []}).encode()
+            ),
+            "manifest: the signed document is not UTF-8 JSON",
+            id="envelope-whose-signed-part-is-not-json",
+        ),
+    ],
+)
+def test_a_trigger_the_json_reader_chokes_on_is_rejected_and_the_agent_carries_on(
+    project, backend, make_trigger, reason
+):
+    hostile = make_trigger()
+    write_trigger(project, hostile)
+
+    done = run_agent(project, backend)
+
+    assert "Traceback" not in done.stderr
+    run_id = hostile["run_id"] if isinstance(hostile, dict) else None
+    assert_rejected(project, backend, done, reason, run_id)
+    following = write_trigger(project, trigger_fields("1.2.0"))
+    assert run_agent(project, backend).returncode == 0
+    assert backend.final_state(following) == "succeeded"
