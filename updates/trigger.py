@@ -129,20 +129,40 @@ def write_for_run(run_id: uuid.UUID) -> bool:
 
 
 def read(path: Path | None = None) -> dict[str, Any] | None:
-    """The trigger's fields, or None when there is no readable trigger."""
+    """The trigger's fields, or None when there is no readable trigger.
+
+    Reads like the agent does (host_agent.trigger): whatever sits at the path (a FIFO, a
+    directory, a link, a hard-linked or oversize file, JSON nested past the parser's limit)
+    answers None, never an exception or a hang, so a caller never removes a file it cannot
+    prove holds its run.
+    """
     path = path or trigger_path()
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: opening a FIFO planted as the trigger must not block cancel or expiry.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_TRIGGER_BYTES:
-            return None
-        raw = handle.read(MAX_TRIGGER_BYTES + 1)
     try:
-        data = json.loads(raw)
-    except ValueError:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_size > MAX_TRIGGER_BYTES:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_TRIGGER_BYTES:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if size > MAX_TRIGGER_BYTES:
+        return None  # it grew while being read
+    try:
+        data = json.loads(b"".join(chunks).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 

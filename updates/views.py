@@ -203,6 +203,10 @@ def cancel_run(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
         run.cancel(by=request.user)
     except TransitionRefused as exc:
         messages.error(request, f"The update could not be cancelled: {exc.message}.")
+    except OSError as exc:
+        messages.error(
+            request, f"The update could not be cancelled: the trigger file could not be removed ({exc})."
+        )
     else:
         _admin_log(request, run, CHANGE, "Cancelled the update before an agent claimed it.")
         messages.success(request, f"The update to {run.to_version} was cancelled.")
