@@ -83,6 +83,10 @@ def _announce(run_id: uuid.UUID, old_status: str, new_status: str) -> None:
     )
 
 
+# Every field an agent event may change (see UpdateRun._apply_event).
+EVENT_FIELDS = ("status", "started_at", "finished_at", "error", "failed_step", "rollback_cause")
+
+
 @dataclass(frozen=True)
 class EventIn:
     """One validated event from the agent (see updates.agent_api for the validation)."""
@@ -272,7 +276,9 @@ class UpdateRun(models.Model):
         return run, True
 
     def _locked(self) -> UpdateRun:
-        return type(self).objects.select_for_update().get(pk=self.pk)
+        # The stored registry document (up to 256 KiB) never changes after the request: a
+        # transition neither reads nor rewrites it (saves name their fields).
+        return type(self).objects.select_for_update().defer("manifest").get(pk=self.pk)
 
     def _apply(self, new_status: str, **fields: Any) -> str:
         """Move this (locked) instance to `new_status`; the caller saves. Returns the old status."""
@@ -286,14 +292,16 @@ class UpdateRun(models.Model):
         return old
 
     def _sync(self, other: UpdateRun) -> None:
+        deferred = other.get_deferred_fields()  # reading one would load it from the database
         for f in self._meta.concrete_fields:
-            setattr(self, f.attname, getattr(other, f.attname))
+            if f.attname not in deferred:
+                setattr(self, f.attname, getattr(other, f.attname))
 
     def mark_running(self, at: datetime | None = None) -> None:
         with transaction.atomic():
             run = self._locked()
             run._apply(RunStatus.RUNNING, started_at=at or timezone.now())
-            run.save()
+            run.save(update_fields=["status", "started_at"])
         self._sync(run)
 
     def mark_finished(
@@ -317,7 +325,7 @@ class UpdateRun(models.Model):
             if rollback_cause:
                 fields["rollback_cause"] = rollback_cause
             run._apply(status, **fields)
-            run.save()
+            run.save(update_fields=["status", *fields])
         self._sync(run)
 
     def cancel(self, *, by: Any = None) -> None:
@@ -332,7 +340,7 @@ class UpdateRun(models.Model):
         with transaction.atomic():
             run = self._locked()
             run._apply(RunStatus.CANCELLED, finished_at=timezone.now(), error=f"Cancelled by {who}.")
-            run.save()
+            run.save(update_fields=["status", "finished_at", "error"])
         self._sync(run)
 
     def expire(self) -> bool:
@@ -351,7 +359,7 @@ class UpdateRun(models.Model):
                 finished_at=timezone.now(),
                 error=f"No update agent claimed the update within {timeout} s. Is the host agent running?",
             )
-            run.save()
+            run.save(update_fields=["status", "finished_at", "error"])
         self._sync(run)
         return True
 
@@ -397,7 +405,7 @@ class UpdateRun(models.Model):
             if fresh:
                 UpdateEvent.objects.bulk_create(fresh)
                 run.last_event_at = now
-                run.save()
+                run.save(update_fields=[*EVENT_FIELDS, "last_event_at"])
         self._sync(run)
         return len(fresh), duplicates
 
