@@ -159,3 +159,35 @@ def test_an_oversize_trigger_is_refused():
     with pytest.raises(trigger.TriggerError):
         trigger.write({"manifest": "x" * (600 * 1024)})
     assert not trigger.trigger_path().exists()
+
+
+def _agent_reads_back() -> object:
+    from host_agent.trigger import read_trigger
+
+    return read_trigger(
+        trigger.trigger_path(),
+        secret=settings.OPENTRACE_AGENT_SECRET,
+        registry_keys={},
+        running_version="1.1.5",
+    )
+
+
+def test_a_run_requested_without_a_user_names_the_system_and_the_agent_accepts_it(
+    offered, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        run = make_run(user=None, git_commit="b" * 40, manifest=bytes(offered.document))
+    assert run.requested_by is None
+    assert run.requested_by_username == "system"  # not "(deleted user)" on the page
+    assert json.loads(trigger.trigger_path().read_bytes())["requested_by"] == "system"
+    accepted = _agent_reads_back()
+    assert accepted.run_id == str(run.pk)
+    assert accepted.requested_by == "system"
+
+
+def test_a_stored_run_without_a_requester_name_still_gets_a_trigger_the_agent_accepts(offered):
+    run = make_run(git_commit="b" * 40, manifest=bytes(offered.document))
+    UpdateRun.objects.filter(pk=run.pk).update(requested_by_username="")  # a row from before the name
+    run.refresh_from_db()
+    trigger.write(trigger.build(run))
+    assert _agent_reads_back().requested_by == "unknown"

@@ -83,6 +83,9 @@ def _announce(run_id: uuid.UUID, old_status: str, new_status: str) -> None:
     )
 
 
+# Who `UpdateRun.request(user=None)` records as the requester (management commands, scripts).
+SYSTEM_REQUESTER = "system"
+
 # Every field an agent event may change (see UpdateRun._apply_event).
 EVENT_FIELDS = ("status", "started_at", "finished_at", "error", "failed_step", "rollback_cause")
 
@@ -255,7 +258,11 @@ class UpdateRun(models.Model):
                     git_commit=git_commit,
                     severity=severity,
                     requested_by=user,
-                    requested_by_username=getattr(user, "username", "") or "",
+                    # No user: a script or command asked. The agent needs a non-empty name and the
+                    # page must not call it a deleted user, so the run names the system.
+                    requested_by_username=getattr(user, "username", "")
+                    if user is not None
+                    else SYSTEM_REQUESTER,
                     manifest=manifest,
                     manifest_verified=manifest_verified,
                     idempotency_key=idempotency_key,
