@@ -329,7 +329,8 @@ def agent_env(**extra: str) -> dict[str, str]:
     env.update(
         OPENTRACE_AGENT_SECRET=SECRET,
         OPENTRACE_AGENT_BACKUP_CLICKHOUSE="0",
-        OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT="2",
+        # Long enough for the fake app to restart on a loaded 2-core CI machine (2 s flaked).
+        OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT="10",
         OPENTRACE_AGENT_PYTHON=sys.executable,
         PYTHONPATH=str(AGENT_ROOT),
     )
