@@ -30,7 +30,7 @@ CONTAINER_ENGINE ?= ../shared/container-engine.sh
 container-test: $(STAMP)
 	eval "$$(bash $(CONTAINER_ENGINE))" && OPENTRACE_CONTAINER_TESTS=1 $(PY) -m pytest tests/containers $(PYTEST_ARGS)
 
-$(STAMP): requirements.txt requirements-embedded.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-embedded.txt requirements-agent.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from host_agent.backup import BackupTools
 from host_agent.config import AgentConfig
+from host_agent.engine import ContainerState, Engine, EngineError, project_name, split_image
 from host_agent.errors import StepFailed
 from host_agent.shell import LogSink, run_command
 
@@ -43,6 +44,10 @@ class Preset:
             show_output=show_output,
         )
 
+    def preflight(self, step: str) -> str | None:
+        """What this preset needs before anything is touched; a short report, or None."""
+        return None
+
     def backup_tools(self) -> BackupTools:
         raise NotImplementedError
 
@@ -61,6 +66,10 @@ class Preset:
 
     def undo_build(self, step: str, requirements_changed: bool) -> None:
         """After a failure before `deploy`, with the previous commit checked out again."""
+
+    def verify_running(self, step: str) -> str | None:
+        """After /healthz answers for the new release: anything else that must hold, or None."""
+        return None
 
 
 class LocalPreset(Preset):
@@ -138,6 +147,21 @@ class ComposePreset(Preset):
     def __init__(self, config: AgentConfig, log: LogSink) -> None:
         super().__init__(config, log)
         self._compose: list[str] | None = None
+        self.engine = Engine(config.env)
+        self.project = project_name(config.env, config.project_dir)
+
+    def compose_files(self) -> list[str]:
+        """docker-compose.prod.yml, then the extra files COMPOSE_FILE names (install.sh's --compose-file)."""
+        setting = self.config.env.get("COMPOSE_FILE", "").strip()
+        if not setting:
+            return [COMPOSE_FILE]
+        files = [name for name in setting.split(self.config.env.get("COMPOSE_PATH_SEPARATOR") or ":") if name]
+        if files[0] != COMPOSE_FILE:
+            raise StepFailed("preflight", f"COMPOSE_FILE must start with {COMPOSE_FILE}, got {setting!r}")
+        missing = [name for name in files if not (self.config.project_dir / name).is_file()]
+        if missing:
+            raise StepFailed("preflight", f"COMPOSE_FILE names missing files: {', '.join(missing)}")
+        return files
 
     def compose(self) -> list[str]:
         """`docker compose -f …`, or `docker-compose -f …` when the v2 plugin is absent."""
@@ -163,8 +187,20 @@ class ComposePreset(Preset):
                         "preflight", "neither `docker compose` nor `docker-compose` is available"
                     )
                 base = [legacy]
-            self._compose = [*base, "-f", COMPOSE_FILE]
+            files = [arg for name in self.compose_files() for arg in ("-f", name)]
+            self._compose = [*base, *files]
         return self._compose
+
+    def preflight(self, step: str) -> str:
+        command = self.compose()
+        try:
+            states = self.engine.containers(self.project)
+        except EngineError as exc:
+            raise StepFailed(step, str(exc)) from None
+        running = sum(1 for s in states if s.status == "running")
+        tool = "docker compose" if command[1:2] == ["compose"] else "docker-compose"
+        files = ", ".join(self.compose_files())
+        return f"{tool} with {files}; {running} containers running in {self.project}"
 
     def backup_tools(self) -> BackupTools:
         compose = self.compose()
@@ -213,42 +249,79 @@ class ComposePreset(Preset):
 
     @staticmethod
     def rollback_tag(image: str) -> str:
-        repo, sep, tag = image.rpartition(":")
-        if not sep or "/" in tag:
-            repo = image
+        repo, _ = split_image(image)
         return f"{repo}:rollback"
 
+    def _tag(self, step: str, source: str, target: str) -> str | None:
+        try:
+            image_id = self.engine.tag(source, target)
+        except EngineError as exc:
+            raise StepFailed(step, str(exc)) from None
+        if image_id:
+            self.log(step, [f"{source} ({short_id(image_id)}) tagged {target}"])
+        return image_id
+
     def build(self, step: str, requirements_changed: bool) -> str:
-        docker = self.config.docker
         kept = 0
         for image in self._images(step):
-            try:
-                self.sh(step, [docker, "tag", image, self.rollback_tag(image)])
+            if self._tag(step, image, self.rollback_tag(image)):
                 kept += 1
-            except StepFailed:
+            else:
                 self.log(step, [f"{image}: no local image to keep for rollback"])
+        # The running containers keep serving the old images while this builds.
         self.sh(step, [*self.compose(), "build"], timeout=3600)
         return f"images built; {kept} previous image(s) tagged :rollback"
 
-    def deploy(self, step: str) -> str:
+    def container_states(self, step: str) -> list[ContainerState]:
+        try:
+            return self.engine.containers(self.project)
+        except EngineError as exc:
+            raise StepFailed(step, str(exc)) from None
+
+    def _up(self, step: str) -> str:
         self.sh(step, [*self.compose(), "up", "-d"], timeout=900)
-        return "containers recreated"
+        states = self.container_states(step)
+        if not states:
+            raise StepFailed(step, f"`up -d` left no containers in compose project {self.project!r}")
+        self.log(step, [state.describe() for state in states])
+        stopped = [s.service for s in states if s.status in {"exited", "dead", "created"}]
+        if stopped:
+            raise StepFailed(step, f"not running after `up -d`: {', '.join(stopped)}")
+        return f"{len(states)} containers of project {self.project} up"
+
+    def deploy(self, step: str) -> str:
+        return f"containers recreated; {self._up(step)}"
+
+    def verify_running(self, step: str) -> str:
+        """After /healthz: no container of the project has exited, restarts or is unhealthy."""
+        states = self.container_states(step)
+        failed = [s.describe() for s in states if s.failed]
+        if failed:
+            raise StepFailed(step, f"containers not healthy: {'; '.join(failed)}")
+        return f"{len(states)} containers running, none unhealthy"
 
     def migrate(self, step: str) -> str:
         self.sh(step, [*self.compose(), "exec", "-T", WEB_SERVICE, "python", "manage.py", "migrate_all"])
         return "manage.py migrate_all done in the web container"
 
-    def redeploy_previous(self, step: str, requirements_changed: bool) -> str:
-        docker = self.config.docker
+    def undo_build(self, step: str, requirements_changed: bool) -> None:
+        # The build may have moved the tags the containers are created from: point them back
+        # so nothing (a restart policy, an admin's `up -d`) starts the unmigrated release.
         for image in self._images(step):
-            try:
-                self.sh(step, [docker, "tag", self.rollback_tag(image), image])
-            except StepFailed:
+            self._tag(step, self.rollback_tag(image), image)
+
+    def redeploy_previous(self, step: str, requirements_changed: bool) -> str:
+        rebuilt = False
+        for image in self._images(step):
+            if self._tag(step, self.rollback_tag(image), image) is None and not rebuilt:
                 self.log(step, [f"{image}: no :rollback image; it is rebuilt"])
                 self.sh(step, [*self.compose(), "build"], timeout=3600)
-                break
-        self.sh(step, [*self.compose(), "up", "-d"], timeout=900)
-        return "previous images redeployed"
+                rebuilt = True
+        return f"previous images redeployed; {self._up(step)}"
+
+
+def short_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
 
 
 def make_preset(config: AgentConfig, log: LogSink) -> Preset:

@@ -77,7 +77,9 @@ def preflight(ctx: StepContext) -> str:
     free = shutil.disk_usage(ctx.config.data_dir).free
     if free < MIN_FREE_BYTES:
         raise StepFailed("preflight", f"only {free // 2**20} MiB free in {ctx.config.data_dir}")
-    return f"clean tree, tag {ctx.record.git_tag} on {ctx.config.remote}, {free // 2**20} MiB free"
+    done = f"clean tree, tag {ctx.record.git_tag} on {ctx.config.remote}, {free // 2**20} MiB free"
+    engine = ctx.preset.preflight("preflight")
+    return f"{done}; {engine}" if engine else done
 
 
 def backup(ctx: StepContext) -> str:
@@ -159,7 +161,9 @@ def wait_healthy(ctx: StepContext, step: str, version: str, timeout: float) -> s
 
 
 def healthcheck(ctx: StepContext) -> str:
-    return wait_healthy(ctx, "healthcheck", ctx.record.target_version, ctx.config.healthcheck_timeout)
+    healthy = wait_healthy(ctx, "healthcheck", ctx.record.target_version, ctx.config.healthcheck_timeout)
+    running = ctx.preset.verify_running("healthcheck")
+    return f"{healthy}; {running}" if running else healthy
 
 
 STEP_FUNCTIONS: dict[str, Callable[[StepContext], str]] = {

@@ -1,15 +1,23 @@
 """The `compose` preset runs exactly the documented docker commands (SPEC §8).
 
-`docker` here is a stand-in executable on PATH that records its argv: docker is an external
-tool, and what the agent promises is the command lines it runs.
+`docker` and `docker-compose` here are stand-in executables on PATH that record their argv,
+and the Docker API the agent's SDK talks to is a stand-in HTTP server (`FakeEngine`) that
+keeps images and containers in a JSON file the fake CLI shares: docker is an external
+tool, and what the agent promises is the command lines it runs and the API calls it makes.
+The real engine is exercised by tests/containers (podman behind the Docker API).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
@@ -25,12 +33,13 @@ FAKE_DOCKER = textwrap.dedent(
     args = sys.argv[1:]
     legacy = argv[0] == "docker-compose"
     data = os.environ["OPENTRACE_DATA_DIR"]
+    state_file = os.environ["FAKE_ENGINE_STATE"]
     if args[:1] == ["compose"]:
         if os.environ.get("FAKE_DOCKER_NO_V2"):
             print("docker: 'compose' is not a docker command.", file=sys.stderr)
             sys.exit(1)
         args = args[1:]
-    if args[:2] == ["-f", "docker-compose.prod.yml"]:
+    while args[:1] == ["-f"]:
         args = args[2:]
     if args == ["config", "--format", "json"]:
         if legacy:
@@ -46,8 +55,24 @@ FAKE_DOCKER = textwrap.dedent(
         print("opentrace/web:local")
         print("opentrace/web:local")
         print("postgres:16.6-bookworm")
+    elif args == ["build"]:
+        with open(state_file) as f:
+            state = json.load(f)
+        version = open("VERSION").read().strip()
+        state["images"]["opentrace/web:local"] = "sha256:built-" + version
+        with open(state_file, "w") as f:
+            json.dump(state, f)
     elif args == ["up", "-d"]:
         shutil.copy("VERSION", os.path.join(data, "served"))
+        with open(state_file) as f:
+            state = json.load(f)
+        exits = os.environ.get("FAKE_EXITS_AT", "")
+        version = open("VERSION").read().strip()
+        for name, container in state["containers"].items():
+            container["image"] = state["images"].get("opentrace/web:local", "")
+            container["status"] = "exited" if exits == name + ":" + version else "running"
+        with open(state_file, "w") as f:
+            json.dump(state, f)
     elif args[:3] == ["exec", "-T", "postgres"] and "pg_dump" in args[-1]:
         sys.stdout.buffer.write(b"PGDMP a dump of the 1.1.5 database")
     elif args[:3] == ["exec", "-T", "postgres"] and "pg_restore" in args[-1]:
@@ -69,10 +94,113 @@ PG_RESTORE = [
     "exec pg_restore --clean --if-exists --no-owner --single-transaction "
     '-U "$POSTGRES_USER" -d "$POSTGRES_DB"',
 ]
+OLD_WEB = "sha256:" + "a1" * 32
+
+
+class FakeEngine:
+    """The few Docker Engine API endpoints the agent's SDK calls, over the shared state file."""
+
+    def __init__(self, state_file: Path, project: str) -> None:
+        self.state_file = state_file
+        self.requests: list[tuple[str, str]] = []
+        self.tags: list[tuple[str, str]] = []
+        self.label_filters: list[str] = []
+        self.write(
+            {
+                "images": {"opentrace/web:local": OLD_WEB, "postgres:16.6-bookworm": "sha256:" + "b2" * 32},
+                "containers": {
+                    name: {"status": "running", "health": health, "image": OLD_WEB, "project": project}
+                    for name, health in (("web", "healthy"), ("worker", "healthy"), ("postgres", None))
+                },
+            }
+        )
+        engine = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def reply(self, status: int, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                engine.requests.append(("GET", self.path))
+                self.reply(*engine.get(self.path))
+
+            def do_POST(self) -> None:
+                engine.requests.append(("POST", self.path))
+                self.reply(*engine.post(self.path))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"tcp://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def read(self) -> dict:
+        return json.loads(self.state_file.read_text())
+
+    def write(self, state: dict) -> None:
+        self.state_file.write_text(json.dumps(state))
+
+    def image(self, name: str) -> str | None:
+        return self.read()["images"].get(name)
+
+    def get(self, path: str) -> tuple[int, object]:
+        parts = urlsplit(path)
+        route = parts.path.split("/", 2)[-1] if parts.path.startswith("/v1.") else parts.path.lstrip("/")
+        state = self.read()
+        if route == "version":
+            return 200, {"ApiVersion": "1.41", "Version": "fake", "MinAPIVersion": "1.24"}
+        if route.startswith("images/") and route.endswith("/json"):
+            name = unquote(route[len("images/") : -len("/json")])
+            image_id = state["images"].get(name) or (name if name in state["images"].values() else None)
+            return (200, {"Id": image_id}) if image_id else (404, {"message": f"no such image: {name}"})
+        if route == "containers/json":
+            filters = json.loads(parse_qs(parts.query).get("filters", ["{}"])[0])
+            self.label_filters.extend(filters.get("label", []))
+            wanted = {label.split("=", 1)[1] for label in filters.get("label", [])}
+            return 200, [{"Id": name} for name, c in state["containers"].items() if c["project"] in wanted]
+        if route.startswith("containers/") and route.endswith("/json"):
+            name = route[len("containers/") : -len("/json")]
+            container = state["containers"][name]
+            health = {"Health": {"Status": container["health"]}} if container["health"] else {}
+            return 200, {
+                "Id": name,
+                "Name": f"/{container['project']}_{name}_1",
+                "Image": container["image"],
+                "State": {"Status": container["status"], **health},
+                "Config": {"Labels": {"com.docker.compose.service": name}},
+            }
+        return 404, {"message": f"fake engine: no route {path}"}
+
+    def post(self, path: str) -> tuple[int, object]:
+        parts = urlsplit(path)
+        route = parts.path.split("/", 2)[-1]
+        if route.startswith("images/") and route.endswith("/tag"):
+            source = unquote(route[len("images/") : -len("/tag")])
+            query = parse_qs(parts.query)
+            target = f"{query['repo'][0]}:{query['tag'][0]}"
+            state = self.read()
+            image_id = state["images"].get(source) or (source if source in state["images"].values() else None)
+            if image_id is None:
+                return 404, {"message": f"no such image: {source}"}
+            state["images"][target] = image_id
+            self.write(state)
+            self.tags.append((source, target))
+            return 201, None
+        return 404, {"message": f"fake engine: no route {path}"}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture
-def fake_docker(tmp_path):
+def fake_docker(tmp_path, project):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name in ("docker", "docker-compose"):
@@ -80,17 +208,23 @@ def fake_docker(tmp_path):
         path.write_text(FAKE_DOCKER.format(python=sys.executable))
         path.chmod(0o755)
     log = tmp_path / "docker.log"
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DOCKER_LOG": str(log)}
+    engine = FakeEngine(tmp_path / "engine.json", project="opentrace")
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_DOCKER_LOG": str(log),
+        "FAKE_ENGINE_STATE": str(engine.state_file),
+        "DOCKER_HOST": engine.url,
+        "COMPOSE_PROJECT_NAME": "opentrace",
+    }
 
     def calls() -> list[list[str]]:
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
-    return env, calls
+    yield env, calls, engine
+    engine.close()
 
 
-def run_compose(project, backend, env: dict[str, str]):
-    import subprocess
-
+def run_compose(project, backend, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     argv = [
         sys.executable,
         "-m",
@@ -110,8 +244,16 @@ def run_compose(project, backend, env: dict[str, str]):
     )
 
 
+def step_messages(backend, run_id: str, step: str) -> list[str]:
+    return [
+        e.get("message") or ""
+        for e in backend.run_events(run_id)
+        if e["kind"] == "step" and e.get("step") == step
+    ]
+
+
 def test_an_update_runs_the_documented_compose_commands(project, backend, fake_docker):
-    env, calls = fake_docker
+    env, calls, engine = fake_docker
     run_id = write_trigger(project, trigger_fields("1.2.0"))
 
     done = run_compose(project, backend, env)
@@ -122,11 +264,17 @@ def test_an_update_runs_the_documented_compose_commands(project, backend, fake_d
         ["docker", "compose", "version"],
         PG_DUMP,
         [*COMPOSE, "config", "--format", "json"],
-        ["docker", "tag", "opentrace/web:local", "opentrace/web:rollback"],
         [*COMPOSE, "build"],
         [*COMPOSE, "up", "-d"],
         [*COMPOSE, "exec", "-T", "web", "python", "manage.py", "migrate_all"],
     ]
+    # The running image is kept under :rollback (by id, through the API) before the build.
+    assert engine.tags == [(OLD_WEB, "opentrace/web:rollback")]
+    assert engine.image("opentrace/web:rollback") == OLD_WEB
+    assert engine.image("opentrace/web:local") == "sha256:built-1.2.0"
+    # Container state is read through the API, for this compose project only.
+    assert set(engine.label_filters) == {"com.docker.compose.project=opentrace"}
+    assert "3 containers running, none unhealthy" in " ".join(step_messages(backend, run_id, "healthcheck"))
     backup = next((project.data_dir / "backups").iterdir())
     assert (backup / "database.pgdump").read_bytes() == b"PGDMP a dump of the 1.1.5 database"
     # The resolved compose configuration holds secrets: it is never put in the run's log.
@@ -134,7 +282,7 @@ def test_an_update_runs_the_documented_compose_commands(project, backend, fake_d
 
 
 def test_without_the_v2_plugin_docker_compose_v1_is_used(project, backend, fake_docker):
-    env, calls = fake_docker
+    env, calls, engine = fake_docker
     write_trigger(project, trigger_fields("1.2.0"))
 
     done = run_compose(project, backend, {**env, "FAKE_DOCKER_NO_V2": "1"})
@@ -143,36 +291,145 @@ def test_without_the_v2_plugin_docker_compose_v1_is_used(project, backend, fake_
     v1 = ["docker-compose", "-f", "docker-compose.prod.yml"]
     used = [c for c in calls() if c[0] == "docker-compose"]
     assert [*v1, "config", "--images"] in used
-    assert [c for c in calls() if c[0] == "docker" and c[1] == "tag"] == [
-        ["docker", "tag", "opentrace/web:local", "opentrace/web:rollback"],
-        ["docker", "tag", "postgres:16.6-bookworm", "postgres:rollback"],
-    ]
     assert [*v1, "build"] in used
     assert [*v1, "up", "-d"] in used
+    assert not [c for c in calls() if c[0] == "docker" and c[1:2] != ["compose"]]
+    # v1 cannot tell built images from pulled ones: every image is kept.
+    assert engine.image("opentrace/web:rollback") == OLD_WEB
+    assert engine.image("postgres:rollback") == "sha256:" + "b2" * 32
+
+
+def test_the_extra_compose_files_in_compose_file_are_used_by_every_command(project, backend, fake_docker):
+    env, calls, _ = fake_docker
+    for name in ("docker-compose.prod.yml", "docker-compose.override-test.yml"):
+        (project.checkout / name).write_text("services: {}\n")
+    setting = "docker-compose.prod.yml:docker-compose.override-test.yml"
+    (project.checkout / ".env").write_text(f"COMPOSE_FILE={setting}\n")
+    (project.checkout / ".git" / "info" / "exclude").write_text("*.yml\n.env\n")
+    run_id = write_trigger(project, trigger_fields("1.2.0"))
+
+    done = run_compose(project, backend, env)
+
+    assert done.returncode == 0, done.stderr
+    assert backend.final_state(run_id) == "succeeded"
+    both = ["-f", "docker-compose.prod.yml", "-f", "docker-compose.override-test.yml"]
+    compose_calls = [c for c in calls() if c[:2] == ["docker", "compose"] and c[2:3] != ["version"]]
+    assert compose_calls
+    assert all(c[2:6] == both for c in compose_calls), compose_calls
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("other.yml:docker-compose.prod.yml", "must start with docker-compose.prod.yml"),
+        ("docker-compose.prod.yml:missing.yml", "names missing files: docker-compose.prod.yml, missing.yml"),
+    ],
+)
+def test_a_bad_compose_file_setting_fails_the_run_before_the_backup(
+    project, backend, fake_docker, setting, complaint
+):
+    env, _calls, engine = fake_docker
+    run_id = write_trigger(project, trigger_fields("1.2.0"))
+
+    done = run_compose(project, backend, {**env, "COMPOSE_FILE": setting})
+
+    assert done.returncode == 1
+    assert backend.final_state(run_id) == "failed"
+    assert complaint in " ".join(step_messages(backend, run_id, "preflight"))
+    assert not (project.data_dir / "backups").exists() or not list((project.data_dir / "backups").iterdir())
+    assert engine.tags == []
+    assert project.served() == "1.1.5"
+
+
+def test_an_unreachable_engine_fails_the_run_at_preflight(project, backend, fake_docker):
+    env, calls, engine = fake_docker
+    engine.close()
+    run_id = write_trigger(project, trigger_fields("1.2.0"))
+
+    done = run_compose(project, backend, env)
+
+    assert done.returncode == 1
+    assert backend.final_state(run_id) == "failed"
+    assert "container engine" in " ".join(step_messages(backend, run_id, "preflight"))
+    assert [*COMPOSE, "build"] not in calls()
 
 
 def test_a_failed_migration_redeploys_the_previous_images_without_a_rebuild(project, backend, fake_docker):
-    env, calls = fake_docker
+    env, calls, engine = fake_docker
     run_id = write_trigger(project, trigger_fields("1.2.0"))
 
     done = run_compose(project, backend, {**env, "FAKE_FAIL": "migrate:1.2.0"})
 
     assert done.returncode == 1
     assert backend.final_state(run_id) == "rolled_back"
-    after_migrate = calls()[7:]
+    after_migrate = calls()[6:]
     assert after_migrate == [
         PG_RESTORE,
         [*COMPOSE, "config", "--format", "json"],
-        ["docker", "tag", "opentrace/web:rollback", "opentrace/web:local"],
         [*COMPOSE, "up", "-d"],
     ]
+    assert engine.tags[-1] == (OLD_WEB, "opentrace/web:local")
+    assert engine.image("opentrace/web:local") == OLD_WEB
+    assert engine.read()["containers"]["web"]["image"] == OLD_WEB
     assert project.served() == "1.1.5"
     assert (project.data_dir / "restored-from").read_bytes() == b"PGDMP a dump of the 1.1.5 database"
 
 
+def test_a_container_that_exits_after_up_fails_the_deploy_and_is_rolled_back(project, backend, fake_docker):
+    env, calls, engine = fake_docker
+    run_id = write_trigger(project, trigger_fields("1.2.0"))
+
+    done = run_compose(project, backend, {**env, "FAKE_EXITS_AT": "worker:1.2.0"})
+
+    assert done.returncode == 1
+    assert backend.final_state(run_id) == "rolled_back"
+    assert "not running after `up -d`: worker" in " ".join(step_messages(backend, run_id, "deploy"))
+    assert [*COMPOSE, "exec", "-T", "web", "python", "manage.py", "migrate_all"] not in calls()
+    assert engine.image("opentrace/web:local") == OLD_WEB
+    assert engine.read()["containers"]["worker"]["status"] == "running"
+
+
+def test_an_unhealthy_container_fails_the_healthcheck(project, backend, fake_docker):
+    env, _calls, engine = fake_docker
+    state = engine.read()
+    state["containers"]["worker"]["health"] = "unhealthy"
+    engine.write(state)
+    run_id = write_trigger(project, trigger_fields("1.2.0"))
+
+    done = run_compose(project, backend, env)
+
+    assert done.returncode == 1
+    assert backend.final_state(run_id) == "rolled_back"
+    assert "containers not healthy: worker: running, unhealthy" in " ".join(
+        step_messages(backend, run_id, "healthcheck")
+    )
+    assert engine.image("opentrace/web:local") == OLD_WEB
+
+
+def test_a_failed_build_points_the_tags_back_at_the_running_images(project, backend, fake_docker, tmp_path):
+    env, calls, engine = fake_docker
+    broken = tmp_path / "bin" / "docker"
+    # This docker moves the tag (as a multi-image build that failed half-way would) and fails.
+    broken.write_text(
+        broken.read_text().replace(
+            'elif args == ["up", "-d"]:',
+            'if args == ["build"]:\n    sys.exit(17)\nelif args == ["up", "-d"]:',
+        )
+    )
+    run_id = write_trigger(project, trigger_fields("1.2.0"))
+
+    done = run_compose(project, backend, env)
+
+    assert done.returncode == 1
+    assert backend.final_state(run_id) == "failed"
+    assert engine.image("opentrace/web:local") == OLD_WEB
+    assert [*COMPOSE, "up", "-d"] not in calls()
+
+
 def test_the_local_preset_is_not_affected_by_docker(project, backend, fake_docker):
-    env, calls = fake_docker
+    env, calls, engine = fake_docker
     write_trigger(project, trigger_fields("1.2.0"))
 
     assert run_agent(project, backend, **env).returncode == 0
     assert calls() == []
+    assert engine.requests == []
