@@ -495,7 +495,34 @@ start_background_agent() {
   log "systemd is not running here: started updater.sh in the background (pid $!, log $log_file)"
 }
 
+# The agent runs on the host's Python; its compose preset needs the Docker SDK. updater.sh
+# picks OPENTRACE_AGENT_HOST_PYTHON, else .agent-venv, else python3: make sure that one has it.
+prepare_agent_python() {
+  local venv=$project_dir/.agent-venv requirements=$project_dir/requirements-agent.txt
+  if [[ -n ${OPENTRACE_AGENT_HOST_PYTHON:-} ]]; then
+    "$OPENTRACE_AGENT_HOST_PYTHON" -c 'import docker' 2>/dev/null ||
+      die "OPENTRACE_AGENT_HOST_PYTHON=$OPENTRACE_AGENT_HOST_PYTHON cannot import the Docker SDK (pip install -r requirements-agent.txt)"
+    return 0
+  fi
+  if [[ ! -x $venv/bin/python ]] && python3 -c 'import docker' 2>/dev/null; then
+    log "agent: python3 already has the Docker SDK"
+    return 0
+  fi
+  [[ -f $requirements ]] || die "$requirements is missing; cannot set up the agent (use --no-agent to skip)"
+  if [[ ! -x $venv/bin/python ]]; then
+    log "agent: creating $venv"
+    python3 -m venv "$venv" || die "python3 -m venv failed: install python3-venv (Debian/Ubuntu) and run again"
+  fi
+  if ! cmp -s "$requirements" "$venv/.installed-requirements"; then
+    log "agent: installing requirements-agent.txt into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" ||
+      die "pip could not install requirements-agent.txt into $venv"
+    cp "$requirements" "$venv/.installed-requirements"
+  fi
+}
+
 if ((install_agent)); then
+  prepare_agent_python
   if have systemctl && [[ -d $systemd_runtime_dir ]]; then
     install_systemd_agent
   else

@@ -11,7 +11,12 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export OPENTRACE_PROJECT_DIR="${OPENTRACE_PROJECT_DIR:-$here}"
 
+# The agent's Python: OPENTRACE_AGENT_HOST_PYTHON, else the virtualenv install.sh made for
+# it (.agent-venv, with the Docker SDK), else the first python3 that is 3.10 or newer.
 python="${OPENTRACE_AGENT_HOST_PYTHON:-}"
+if [[ -z "$python" && -x "$here/.agent-venv/bin/python" ]]; then
+  python="$here/.agent-venv/bin/python"
+fi
 if [[ -z "$python" ]]; then
   for candidate in python3 python3.13 python3.12 python3.11 python3.10; do
     if command -v "$candidate" >/dev/null 2>&1 \

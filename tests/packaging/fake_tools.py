@@ -179,6 +179,8 @@ class Sandbox:
             "OPENTRACE_SYSTEMD_UNIT_DIR": str(self.unit_dir),
             "OPENTRACE_SYSTEMD_RUNTIME_DIR": str(self.systemd_runtime),
             "OPENTRACE_INSTALL_POLL": "0.2",
+            # The agent's Python with the Docker SDK (requirements-dev): no venv, no pip.
+            "OPENTRACE_AGENT_HOST_PYTHON": sys.executable,
             **(env or {}),
         }
         return subprocess.run(
