@@ -7,6 +7,7 @@ loops, waits and checks the stop flag; `once` is `recover()` + `process_once()` 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
@@ -32,6 +33,27 @@ logger = logging.getLogger("host_agent")
 FAILED_OUTCOMES = {"failed", "rolled_back"}
 
 
+def prepare_updates_dir(config: AgentConfig) -> None:
+    """`<DATA_DIR>/updates/` belongs to whoever owns the data dir, not to the agent.
+
+    The backend writes triggers there as the app's user (in compose, the containers' uid
+    10001). An agent running as root that created the folder as root would lock it out, and
+    every "Install update" would fail; so a folder the agent makes, or finds owned by another
+    user than the data dir, is given to the data dir's owner. Links are left alone.
+    """
+    updates = config.updates_dir
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    if not updates.exists() and not updates.is_symlink():
+        updates.mkdir(mode=0o770)
+    if os.geteuid() != 0 or updates.is_symlink():
+        return
+    owner = config.data_dir.stat()
+    current = updates.lstat()
+    if (current.st_uid, current.st_gid) != (owner.st_uid, owner.st_gid):
+        os.chown(updates, owner.st_uid, owner.st_gid, follow_symlinks=False)
+        logger.info("gave %s to uid %d, the data dir's owner", updates, owner.st_uid)
+
+
 class Agent:
     def __init__(
         self,
@@ -43,6 +65,7 @@ class Agent:
         self.config = config
         self.stop = stop or threading.Event()
         self.now = now
+        prepare_updates_dir(config)
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.backend = BackendClient(config.backend_url, config.secret)
         self.outbox = Outbox(config.state_dir / "outbox")
