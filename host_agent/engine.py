@@ -34,6 +34,7 @@ class ContainerState:
     status: str  # created | running | restarting | exited | paused | dead
     health: str  # healthy | unhealthy | starting | none (no health check)
     image_id: str
+    image: str = ""  # the name it was created from, e.g. opentrace/web:local
 
     @property
     def failed(self) -> bool:
@@ -123,7 +124,8 @@ class Engine:
         for container in found:
             attrs = container.attrs or {}
             state = attrs.get("State") or {}
-            labels = (attrs.get("Config") or {}).get("Labels") or {}
+            config = attrs.get("Config") or {}
+            labels = config.get("Labels") or {}
             health = (state.get("Health") or {}).get("Status") or "none"
             states.append(
                 ContainerState(
@@ -132,6 +134,7 @@ class Engine:
                     status=str(state.get("Status", "unknown")),
                     health=str(health),
                     image_id=str(attrs.get("Image", "")),
+                    image=str(config.get("Image") or ""),
                 )
             )
         return sorted(states, key=lambda s: (s.service, s.name))

@@ -235,16 +235,19 @@ class ComposePreset(Preset):
         )
 
     def _images(self, step: str) -> list[str]:
-        """The images this checkout builds (services with `build:`), each once."""
+        """The images this checkout builds (services with `build:`), each once.
+
+        `docker compose config --format json` says which services are built. docker-compose
+        v1 has no JSON output (nor `config --images`): there, the images the project's
+        containers were created from, pulled ones included (an extra tag costs nothing).
+        """
         try:
             # Not logged: the resolved configuration holds the secrets from .env.
             lines = self.sh(step, [*self.compose(), "config", "--format", "json"], show_output=False)
             services = json.loads("\n".join(lines)).get("services", {})
             images = [s["image"] for s in services.values() if s.get("build") and s.get("image")]
         except (StepFailed, ValueError, AttributeError, TypeError):
-            # docker-compose v1 has no JSON output: every image then, pulled ones included.
-            listed = self.sh(step, [*self.compose(), "config", "--images"])
-            images = [line.strip() for line in listed if line.strip()]
+            images = sorted({state.image for state in self.container_states(step) if state.image})
         return list(dict.fromkeys(images))
 
     @staticmethod

@@ -51,10 +51,6 @@ FAKE_DOCKER = textwrap.dedent(
             "worker": {{"image": "opentrace/web:local", "build": {{"context": "."}}}},
             "postgres": {{"image": "postgres:16.6-bookworm"}},
         }}}}))
-    elif args == ["config", "--images"]:
-        print("opentrace/web:local")
-        print("opentrace/web:local")
-        print("postgres:16.6-bookworm")
     elif args == ["build"]:
         with open(state_file) as f:
             state = json.load(f)
@@ -69,7 +65,7 @@ FAKE_DOCKER = textwrap.dedent(
         exits = os.environ.get("FAKE_EXITS_AT", "")
         version = open("VERSION").read().strip()
         for name, container in state["containers"].items():
-            container["image"] = state["images"].get("opentrace/web:local", "")
+            container["image"] = state["images"].get(container["name"], "")
             container["status"] = "exited" if exits == name + ":" + version else "running"
         with open(state_file, "w") as f:
             json.dump(state, f)
@@ -109,8 +105,18 @@ class FakeEngine:
             {
                 "images": {"opentrace/web:local": OLD_WEB, "postgres:16.6-bookworm": "sha256:" + "b2" * 32},
                 "containers": {
-                    name: {"status": "running", "health": health, "image": OLD_WEB, "project": project}
-                    for name, health in (("web", "healthy"), ("worker", "healthy"), ("postgres", None))
+                    name: {
+                        "status": "running",
+                        "health": health,
+                        "image": image_id,
+                        "name": image,
+                        "project": project,
+                    }
+                    for name, health, image, image_id in (
+                        ("web", "healthy", "opentrace/web:local", OLD_WEB),
+                        ("worker", "healthy", "opentrace/web:local", OLD_WEB),
+                        ("postgres", None, "postgres:16.6-bookworm", "sha256:" + "b2" * 32),
+                    )
                 },
             }
         )
@@ -173,7 +179,7 @@ class FakeEngine:
                 "Name": f"/{container['project']}_{name}_1",
                 "Image": container["image"],
                 "State": {"Status": container["status"], **health},
-                "Config": {"Labels": {"com.docker.compose.service": name}},
+                "Config": {"Labels": {"com.docker.compose.service": name}, "Image": container["name"]},
             }
         return 404, {"message": f"fake engine: no route {path}"}
 
@@ -290,7 +296,7 @@ def test_without_the_v2_plugin_docker_compose_v1_is_used(project, backend, fake_
     assert done.returncode == 0, done.stderr
     v1 = ["docker-compose", "-f", "docker-compose.prod.yml"]
     used = [c for c in calls() if c[0] == "docker-compose"]
-    assert [*v1, "config", "--images"] in used
+    assert [*v1, "config", "--format", "json"] in used  # refused by v1: the running containers' images
     assert [*v1, "build"] in used
     assert [*v1, "up", "-d"] in used
     assert not [c for c in calls() if c[0] == "docker" and c[1:2] != ["compose"]]
