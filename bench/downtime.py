@@ -30,6 +30,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -98,6 +99,74 @@ class Prober:
 
 def answers_text(answers: dict[str, dict[str, float]]) -> str:
     return "; ".join(f"{what} x{a['probes']} ({a['first']}-{a['last']} s)" for what, a in answers.items())
+
+
+def summarize(prober: Prober, steps: list[dict[str, Any]], requested_at: float, **run: Any) -> dict[str, Any]:
+    """The figures of one measured update; `steps` carry unix `start`/`end`, times become relative."""
+    windows = prober.windows()
+    for w in windows:
+        w["steps"] = [
+            s["step"]
+            for s in steps
+            if s["start"] and s["end"] and s["start"] <= w["end"] and s["end"] >= w["start"]
+        ]
+    return {
+        **run,
+        "probes": len(prober.samples),
+        "failed_probes": sum(1 for _, ok, _ in prober.samples if not ok),
+        "probe_interval_s": prober.interval,
+        "longest_failure_s": max((w["seconds"] for w in windows), default=0.0),
+        "failure_windows": [
+            {
+                **w,
+                "start": round(w["start"] - requested_at, 3),
+                "end": round(w["end"] - requested_at, 3),
+                "answers": {
+                    what: {
+                        "probes": n,
+                        "first": round(a - requested_at, 2),
+                        "last": round(b - requested_at, 2),
+                    }
+                    for what, (n, a, b) in w["answers"].items()
+                },
+            }
+            for w in windows
+        ],
+        "steps": [
+            {
+                **s,
+                "start": s["start"] and round(s["start"] - requested_at, 3),
+                "end": s["end"] and round(s["end"] - requested_at, 3),
+            }
+            for s in steps
+        ],
+    }
+
+
+def print_result(result: dict[str, Any], target_s: float = 5.0) -> None:
+    print(
+        common.table(
+            [[s["step"], s["state"], s["seconds"], s["start"], s["end"]] for s in result["steps"]],
+            ["step", "state", "seconds", "from s", "to s"],
+        )
+    )
+    print()
+    print(
+        common.table(
+            [
+                [w["start"], w["end"], w["seconds"], ", ".join(w["steps"]), answers_text(w["answers"])]
+                for w in result["failure_windows"]
+            ]
+            or [["-", "-", 0.0, "-", "no failed probe"]],
+            ["from s", "to s", "seconds", "during", "answers"],
+        )
+    )
+    met = "met" if result["longest_failure_s"] < target_s else "MISSED"
+    print(
+        f"\noutcome {result['outcome']}; update {result['update_seconds']:.1f} s; {result['probes']} probes, "
+        f"{result['failed_probes']} failed; longest failure {result['longest_failure_s']:.2f} s "
+        f"(target < {target_s:g} s: {met})"
+    )
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -190,54 +259,21 @@ def main() -> int:
             }
             for s in timeline
         ]
-        windows = prober.windows()
-        for w in windows:
-            w["steps"] = [
-                s["step"]
-                for s in steps
-                if s["start"] and s["end"] and s["start"] <= w["end"] and s["end"] >= w["start"]
-            ]
-        longest = max((w["seconds"] for w in windows), default=0.0)
-        total = (
-            (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
+        result = summarize(
+            prober,
+            steps,
+            requested_at,
+            from_version=current,
+            to_version=target,
+            outcome=run.status,
+            error=run.error,
+            update_seconds=(
+                (run.finished_at - run.started_at).total_seconds()
+                if run.finished_at and run.started_at
+                else None
+            ),
+            request_to_end_seconds=ended_at - requested_at,
         )
-        failed = sum(1 for _, ok, _ in prober.samples if not ok)
-        result = {
-            "from_version": current,
-            "to_version": target,
-            "outcome": run.status,
-            "error": run.error,
-            "update_seconds": total,
-            "request_to_end_seconds": ended_at - requested_at,
-            "probes": len(prober.samples),
-            "failed_probes": failed,
-            "probe_interval_s": args.interval,
-            "longest_failure_s": longest,
-            "failure_windows": [
-                {
-                    **w,
-                    "start": round(w["start"] - requested_at, 3),
-                    "end": round(w["end"] - requested_at, 3),
-                    "answers": {
-                        what: {
-                            "probes": n,
-                            "first": round(a - requested_at, 2),
-                            "last": round(b - requested_at, 2),
-                        }
-                        for what, (n, a, b) in w["answers"].items()
-                    },
-                }
-                for w in windows
-            ],
-            "steps": [
-                {
-                    **s,
-                    "start": s["start"] and round(s["start"] - requested_at, 3),
-                    "end": s["end"] and round(s["end"] - requested_at, 3),
-                }
-                for s in steps
-            ],
-        }
     finally:
         supervisor.send_signal(signal.SIGTERM)
         try:
@@ -256,28 +292,7 @@ def main() -> int:
             print(f"kept {tmp}")
     if not result:
         return 1
-    print(
-        common.table(
-            [[s["step"], s["state"], s["seconds"], s["start"], s["end"]] for s in result["steps"]],
-            ["step", "state", "seconds", "from s", "to s"],
-        )
-    )
-    print()
-    print(
-        common.table(
-            [
-                [w["start"], w["end"], w["seconds"], ", ".join(w["steps"]), answers_text(w["answers"])]
-                for w in result["failure_windows"]
-            ]
-            or [["-", "-", 0.0, "-", "no failed probe"]],
-            ["from s", "to s", "seconds", "during", "answers"],
-        )
-    )
-    print(
-        f"\noutcome {result['outcome']}; update {result['update_seconds']:.1f} s; {result['probes']} probes, "
-        f"{result['failed_probes']} failed; longest failure {result['longest_failure_s']:.2f} s "
-        f"(target < 5 s: {'met' if result['longest_failure_s'] < 5 else 'MISSED'})"
-    )
+    print_result(result)
     common.write_results(
         "downtime",
         {

@@ -43,5 +43,19 @@ def run_command(
         log(step, lines[-TAIL:])
     if done.returncode != 0:
         tail = "\n".join(lines[-15:])
-        raise StepFailed(step, f"{' '.join(argv[:4])} exited with {done.returncode}: {tail}"[-3000:])
+        raise StepFailed(step, f"{describe(argv)} exited with {done.returncode}: {tail}"[-3000:])
     return lines
+
+
+def describe(argv: list[str]) -> str:
+    """The command in a few words: the program and its first arguments, without `-f <file>` pairs."""
+    words, skip = [Path(argv[0]).name], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "-f":
+            skip = True
+        else:
+            words.append(arg)
+    shown = " ".join(words[:6])
+    return shown if len(words) <= 6 else f"{shown} …"
