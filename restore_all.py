@@ -3,7 +3,8 @@
 
 Every file's size and SHA-256 is checked against the set's `manifest.json` before anything
 is restored; a damaged set restores nothing. Then the database (SQLite backup API, or
-`pg_restore --clean`), the ClickHouse tables and the rest of the data dir are restored.
+PostgreSQL's public schema emptied and the dump applied in one transaction), the
+ClickHouse tables and the rest of the data dir are restored.
 Stop OpenTrace first (or expect its processes to see the data change under them).
 Configuration is the agent's: --project-dir, --data-dir, --preset, or their variables.
 Exit codes: 0 restored (or verified, with --dry-run), 1 damaged or failed, 2 bad usage.

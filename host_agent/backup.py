@@ -18,6 +18,7 @@ import shutil
 import sqlite3
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,9 @@ FORMAT = 1
 MARGIN_BYTES = 128 * 1024 * 1024
 # Relative to the data dir; each is either backed up separately or must not be restored.
 EXCLUDED = ("backups", "broker", "updates", "run", "celerybeat-schedule")
+EMPTY_PUBLIC_SCHEMA = (
+    b"DROP SCHEMA IF EXISTS public CASCADE;\nCREATE SCHEMA public;\nGRANT USAGE ON SCHEMA public TO PUBLIC;\n"
+)
 
 
 class BackupError(AgentError):
@@ -48,9 +52,12 @@ class BackupTools:
     # Runs the project's Python (`[python]`, or `docker compose exec -T web python` in compose).
     python_cmd: list[str]
     # When set, the database is PostgreSQL reached by these commands (in compose: pg_dump and
-    # pg_restore run inside the database container); otherwise DATABASE_URL decides.
+    # pg_restore and psql run inside the database container); otherwise DATABASE_URL decides.
     pg_dump_cmd: list[str] | None = None
+    # `pg_restore` turning the dump on stdin into SQL on stdout, and `psql` applying SQL from
+    # stdin in one transaction.
     pg_restore_cmd: list[str] | None = None
+    psql_cmd: list[str] | None = None
     # Owner (uid, gid) for folders the project's Python writes into (a container's user).
     writer: tuple[int, int] | None = None
     # Maps a host path inside the data dir to the path `python_cmd` sees.
@@ -58,6 +65,7 @@ class BackupTools:
     clickhouse: bool = True
     pg_dump: str = "pg_dump"
     pg_restore: str = "pg_restore"
+    psql: str = "psql"
 
     @property
     def database_url(self) -> str:
@@ -78,14 +86,20 @@ class BackupTools:
             return self.pg_dump_cmd
         return [self.pg_dump, "-Fc", "--no-owner", "-d", self.database_url]
 
-    def restore_command(self) -> list[str]:
+    def restore_script_command(self) -> list[str]:
         if self.pg_restore_cmd is not None:
             return self.pg_restore_cmd
+        return [self.pg_restore, "--no-owner", "--file=-"]
+
+    def apply_script_command(self) -> list[str]:
+        if self.psql_cmd is not None:
+            return self.psql_cmd
         return [
-            self.pg_restore,
-            "--clean",
-            "--if-exists",
-            "--no-owner",
+            self.psql,
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
             "--single-transaction",
             "-d",
             self.database_url,
@@ -339,15 +353,37 @@ def restore_database(tools: BackupTools, directory: Path, manifest: dict[str, ob
         target.parent.mkdir(parents=True, exist_ok=True)
         _sqlite_copy(source, target)
         return f"database: SQLite {target} restored"
-    with open(directory / "database.pgdump", "rb") as dump:
-        _run(
-            tools.restore_command(),
-            cwd=tools.project_dir,
-            env=tools.env,
-            stdin=dump,
-            what="pg_restore",
-        )
-    return "database: PostgreSQL restored with pg_restore --clean"
+    # The schema is emptied first: `pg_restore --clean` only drops what the dump holds, so the
+    # tables a failed release's migrations created would survive, and the next attempt at the
+    # same migration would fail on them. The whole script (the emptying, then the dump as SQL)
+    # runs in one transaction, and only once pg_restore has converted all of it: any error
+    # leaves the database exactly as it was.
+    # Beside the backup sets: never inside a later backup of the data dir.
+    fd, name = tempfile.mkstemp(prefix=".restore-", suffix=".sql", dir=directory.parent)
+    script = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out, open(directory / "database.pgdump", "rb") as dump:
+            out.write(EMPTY_PUBLIC_SCHEMA)
+            out.flush()
+            _run(
+                tools.restore_script_command(),
+                cwd=tools.project_dir,
+                env=tools.env,
+                stdin=dump,
+                stdout=out,
+                what="pg_restore",
+            )
+        with open(script, "rb") as sql:
+            _run(
+                tools.apply_script_command(),
+                cwd=tools.project_dir,
+                env=tools.env,
+                stdin=sql,
+                what="psql (restore)",
+            )
+    finally:
+        script.unlink(missing_ok=True)
+    return "database: PostgreSQL restored into an emptied public schema, in one transaction"
 
 
 def restore_clickhouse(tools: BackupTools, directory: Path, manifest: dict[str, object]) -> str:

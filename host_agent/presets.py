@@ -224,9 +224,10 @@ class ComposePreset(Preset):
             env=self.config.env,
             python_cmd=[*compose, "exec", "-T", WEB_SERVICE, "python"],
             pg_dump_cmd=[*in_db, 'exec pg_dump -Fc --no-owner -U "$POSTGRES_USER" "$POSTGRES_DB"'],
-            pg_restore_cmd=[
+            pg_restore_cmd=[*in_db, "exec pg_restore --no-owner --file=-"],
+            psql_cmd=[
                 *in_db,
-                "exec pg_restore --clean --if-exists --no-owner --single-transaction "
+                "exec psql -X -q -v ON_ERROR_STOP=1 --single-transaction "
                 '-U "$POSTGRES_USER" -d "$POSTGRES_DB"',
             ],
             runtime_path=runtime_path,

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from host_agent.backup import BackupTools, apply_retention, backup_sets, create_backup, restore_all
+from host_agent.backup import (
+    BackupError,
+    BackupTools,
+    apply_retention,
+    backup_sets,
+    create_backup,
+    restore_all,
+    restore_database,
+)
 from host_agent.clock import UTC
 from host_agent.tests.conftest import AGENT_ROOT, agent_env, run_agent
 
@@ -179,6 +187,28 @@ def test_a_postgresql_database_round_trips_through_pg_dump_and_pg_restore(projec
             [*sql, "SELECT text FROM notes"], check=True, capture_output=True, text=True
         ).stdout
         assert rows.strip() == "kept"
+        # What came after the backup is gone too, not only what the dump holds.
+        tables = subprocess.run(
+            [*sql, "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert tables.strip() == "notes"
+        assert not list(backup.parent.glob(".restore-*"))
+
+        # A dump pg_restore cannot read changes nothing (the checksums are bypassed here).
+        subprocess.run([*sql, "UPDATE notes SET text = 'after'; CREATE TABLE later2 (id int)"], check=True)
+        (backup / "database.pgdump").write_bytes((backup / "database.pgdump").read_bytes()[:200])
+        with pytest.raises(BackupError, match="pg_restore failed"):
+            restore_database(tools, backup, {"database": "postgres"})
+        state = subprocess.run(
+            [*sql, "SELECT text, to_regclass('later2') IS NOT NULL FROM notes"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert state.strip() == "after|t"
     finally:
         subprocess.run(
             [*admin, "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False, capture_output=True

@@ -72,6 +72,8 @@ FAKE_DOCKER = textwrap.dedent(
     elif args[:3] == ["exec", "-T", "postgres"] and "pg_dump" in args[-1]:
         sys.stdout.buffer.write(b"PGDMP a dump of the 1.1.5 database")
     elif args[:3] == ["exec", "-T", "postgres"] and "pg_restore" in args[-1]:
+        sys.stdout.buffer.write(b"-- SQL of: " + sys.stdin.buffer.read())
+    elif args[:3] == ["exec", "-T", "postgres"] and "psql" in args[-1]:
         with open(os.path.join(data, "restored-from"), "wb") as out:
             out.write(sys.stdin.buffer.read())
     elif args[:3] == ["exec", "-T", "web"] and "migrate_all" in args:
@@ -85,10 +87,10 @@ FAKE_DOCKER = textwrap.dedent(
 COMPOSE = ["docker", "compose", "-f", "docker-compose.prod.yml"]
 IN_DB = [*COMPOSE, "exec", "-T", "postgres", "sh", "-c"]
 PG_DUMP = [*IN_DB, 'exec pg_dump -Fc --no-owner -U "$POSTGRES_USER" "$POSTGRES_DB"']
-PG_RESTORE = [
+PG_RESTORE = [*IN_DB, "exec pg_restore --no-owner --file=-"]
+PSQL = [
     *IN_DB,
-    "exec pg_restore --clean --if-exists --no-owner --single-transaction "
-    '-U "$POSTGRES_USER" -d "$POSTGRES_DB"',
+    'exec psql -X -q -v ON_ERROR_STOP=1 --single-transaction -U "$POSTGRES_USER" -d "$POSTGRES_DB"',
 ]
 OLD_WEB = "sha256:" + "a1" * 32
 
@@ -371,6 +373,7 @@ def test_a_failed_migration_redeploys_the_previous_images_without_a_rebuild(proj
     after_migrate = calls()[6:]
     assert after_migrate == [
         PG_RESTORE,
+        PSQL,
         [*COMPOSE, "config", "--format", "json"],
         [*COMPOSE, "up", "-d"],
     ]
@@ -378,7 +381,9 @@ def test_a_failed_migration_redeploys_the_previous_images_without_a_rebuild(proj
     assert engine.image("opentrace/web:local") == OLD_WEB
     assert engine.read()["containers"]["web"]["image"] == OLD_WEB
     assert project.served() == "1.1.5"
-    assert (project.data_dir / "restored-from").read_bytes() == b"PGDMP a dump of the 1.1.5 database"
+    restored = (project.data_dir / "restored-from").read_bytes()
+    assert restored.startswith(b"DROP SCHEMA IF EXISTS public CASCADE;\n")
+    assert restored.endswith(b"-- SQL of: PGDMP a dump of the 1.1.5 database")
 
 
 def test_a_container_that_exits_after_up_fails_the_deploy_and_is_rolled_back(project, backend, fake_docker):
