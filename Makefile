@@ -24,10 +24,13 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/all.py
 
-# install.sh, the image and docker-compose.prod.yml on a real engine (podman behind the Docker API;
-# needs root). Not part of `make test`: it builds images and takes 6-10 minutes.
-CONTAINER_ENGINE ?= ../shared/container-engine.sh
+# install.sh, the image, docker-compose.prod.yml and the agent's compose preset (update,
+# rollback at migrate and at healthcheck) on a real engine: podman behind the Docker API,
+# set up by the workplace's container-engine.sh (needs root). Not part of `make test`: it
+# builds images and takes about 10-15 minutes. `.ci/run` runs it after `make test`.
+CONTAINER_ENGINE ?= $(firstword $(wildcard ../shared/container-engine.sh /work/shared/container-engine.sh))
 container-test: $(STAMP)
+	@test -n "$(CONTAINER_ENGINE)" || { echo "container-test: no container-engine.sh (set CONTAINER_ENGINE=/path/to/it)"; exit 2; }
 	eval "$$(bash $(CONTAINER_ENGINE))" && OPENTRACE_CONTAINER_TESTS=1 $(PY) -m pytest tests/containers $(PYTEST_ARGS)
 
 $(STAMP): requirements.txt requirements-embedded.txt requirements-agent.txt requirements-dev.txt

@@ -315,8 +315,13 @@ class ComposePreset(Preset):
             self._tag(step, self.rollback_tag(image), image)
 
     def redeploy_previous(self, step: str, requirements_changed: bool) -> str:
+        images = self._images(step)
+        if not images:
+            # Nothing says which images were kept: build the previous release again.
+            self.log(step, ["no image names known for this project; the previous release is rebuilt"])
+            self.sh(step, [*self.compose(), "build"], timeout=3600)
         rebuilt = False
-        for image in self._images(step):
+        for image in images:
             if self._tag(step, self.rollback_tag(image), image) is None and not rebuilt:
                 self.log(step, [f"{image}: no :rollback image; it is rebuilt"])
                 self.sh(step, [*self.compose(), "build"], timeout=3600)

@@ -141,7 +141,9 @@ class Stack:
             )
         return result
 
-    def install(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    def install(
+        self, *args: str, timeout: float = 1800, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [
                 "bash",
@@ -156,7 +158,7 @@ class Stack:
                 *args,
             ],
             cwd=self.project_dir,
-            env=self.env(),
+            env=self.env(**(extra_env or {})),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -190,7 +190,88 @@ class Registry:
         self.server.server_close()
 
 
-class Site:
+class AdminClient:
+    """The admin's side of an update, over HTTP like a browser: log in, click, watch progress.
+
+    Needs `url`, `session` (requests), `admin_user`, `admin_password`, `manage()` (run a
+    management command where the site runs) and `logs()` from the class it is mixed into.
+    """
+
+    url: str
+    session: requests.Session
+    admin_user = "admin"
+    admin_password = ADMIN_PASSWORD
+
+    def manage(self, *args: str) -> str:
+        raise NotImplementedError
+
+    def logs(self) -> str:
+        return ""
+
+    def login(self) -> None:
+        self.session.get(f"{self.url}/admin/login/", timeout=10)
+        response = self.session.post(
+            f"{self.url}/admin/login/",
+            data={
+                "username": self.admin_user,
+                "password": self.admin_password,
+                "csrfmiddlewaretoken": self.session.cookies["csrftoken"],
+                "next": "/admin/",
+            },
+            timeout=10,
+        )
+        assert "sessionid" in self.session.cookies, response.text[:500]
+
+    def progress(self) -> dict:
+        try:
+            response = self.session.get(f"{self.url}/admin/updates/system/progress/", timeout=5)
+            return (
+                response.json() if response.status_code == 200 else {"agent": {"online": False}, "run": None}
+            )
+        except (requests.RequestException, ValueError):
+            return {"agent": {"online": False}, "run": None}
+
+    def install(self, version: str) -> str:
+        """Click "Install update" and confirm, as an admin would; returns the run id."""
+        page = self.session.get(f"{self.url}/admin/updates/system/install/", timeout=10).text
+        fields = dict(
+            re.findall(
+                r'name="(version|document_sha256|idempotency_key|csrfmiddlewaretoken)" value="([^"]*)"', page
+            )
+        )
+        assert fields.get("version") == version, page[:2000]
+        response = self.session.post(
+            f"{self.url}/admin/updates/system/install/start/", data=fields, timeout=10
+        )
+        assert response.status_code == 200, response.text[:500]
+
+        def requested() -> str | None:
+            run = self.progress()["run"]
+            return run["id"] if run and run["to_version"] == version else None
+
+        return wait_for(requested, 10, "the requested run")
+
+    def run(self, run_id: str) -> dict | None:
+        try:
+            response = self.session.get(
+                f"{self.url}/admin/updates/system/progress/", params={"run": run_id}, timeout=5
+            )
+            return response.json()["run"] if response.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            return None
+
+    def wait_finished(self, run_id: str, timeout: float = 180) -> dict:
+        def finished() -> dict | None:
+            run = self.run(run_id)
+            return run if run and run["terminal"] else None
+
+        try:
+            return wait_for(finished, timeout, "the run to finish", interval=1.0)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.logs()}") from None
+
+
+class Site(AdminClient):
     """One OpenTrace install at v1.1.5 with its agent, in temporary folders."""
 
     def __init__(self, root: Path, base_upstream: Path) -> None:
@@ -312,73 +393,11 @@ class Site:
         except ValueError:
             return response.status_code, None
 
-    def login(self) -> None:
-        self.session.get(f"{self.url}/admin/login/", timeout=10)
-        response = self.session.post(
-            f"{self.url}/admin/login/",
-            data={
-                "username": "admin",
-                "password": ADMIN_PASSWORD,
-                "csrfmiddlewaretoken": self.session.cookies["csrftoken"],
-                "next": "/admin/",
-            },
-            timeout=10,
-        )
-        assert "sessionid" in self.session.cookies, response.text[:500]
-
-    def progress(self) -> dict:
-        try:
-            response = self.session.get(f"{self.url}/admin/updates/system/progress/", timeout=5)
-            return (
-                response.json() if response.status_code == 200 else {"agent": {"online": False}, "run": None}
-            )
-        except (requests.RequestException, ValueError):
-            return {"agent": {"online": False}, "run": None}
-
     def release(self, version: str, breakage: str | None = None) -> None:
         """Publish a release upstream, offer it in the registry, and have OpenTrace check."""
         self.registry.offer(version, add_release(self.upstream, version, breakage))
         result = json.loads(self.manage("check_updates", "--json"))
         assert result["latest"] == version, result
-
-    def install(self, version: str) -> str:
-        """Click "Install update" and confirm, as an admin would; returns the run id."""
-        page = self.session.get(f"{self.url}/admin/updates/system/install/", timeout=10).text
-        fields = dict(
-            re.findall(
-                r'name="(version|document_sha256|idempotency_key|csrfmiddlewaretoken)" value="([^"]*)"', page
-            )
-        )
-        assert fields.get("version") == version, page[:2000]
-        response = self.session.post(
-            f"{self.url}/admin/updates/system/install/start/", data=fields, timeout=10
-        )
-        assert response.status_code == 200, response.text[:500]
-
-        def requested() -> str | None:
-            run = self.progress()["run"]
-            return run["id"] if run and run["to_version"] == version else None
-
-        return wait_for(requested, 10, "the requested run")
-
-    def run(self, run_id: str) -> dict | None:
-        try:
-            response = self.session.get(
-                f"{self.url}/admin/updates/system/progress/", params={"run": run_id}, timeout=5
-            )
-            return response.json()["run"] if response.status_code == 200 else None
-        except (requests.RequestException, ValueError):
-            return None
-
-    def wait_finished(self, run_id: str, timeout: float = 180) -> dict:
-        def finished() -> dict | None:
-            run = self.run(run_id)
-            return run if run and run["terminal"] else None
-
-        try:
-            return wait_for(finished, timeout, "the run to finish", interval=1.0)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{self.logs()}") from None
 
     # --- the database, read directly -------------------------------------------------------
     def db(self) -> sqlite3.Connection:
