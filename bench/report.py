@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
 
-
 PUBLISHED = common.ROOT / "docs" / "performance-results.json"
 
 
