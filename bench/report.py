@@ -33,6 +33,14 @@ def load(name: str) -> dict[str, Any] | None:
     return None
 
 
+def ingest_variants() -> list[str]:
+    """The ingest runs with a stored registry document, here or published."""
+    found = {p.stem for p in common.RESULTS.glob("ingest_manifest*.json")}
+    if PUBLISHED.exists():
+        found |= {name for name in json.loads(PUBLISHED.read_text()) if name.startswith("ingest_manifest")}
+    return sorted(found)
+
+
 def f(value: Any, digits: int = 1) -> str:
     if value is None:
         return "—"
@@ -119,7 +127,7 @@ def main() -> int:
     args = parser.parse_args()
     text = render()
     if args.json:
-        names = [*NAMES, *sorted(p.stem for p in common.RESULTS.glob("ingest_manifest*.json"))]
+        names = [*NAMES, *ingest_variants()]
         combined = {name: data for name in names if (data := load(name)) is not None}
         Path(args.json).write_text(json.dumps(combined, indent=1, default=str) + "\n")
     if args.doc:
@@ -164,6 +172,21 @@ def render() -> str:
         out += downtime_section("### 2. Downtime window of a local-mode update", d)
     if d := load("downtime_compose"):
         out += downtime_section("### 2b. Downtime window of a compose-preset update on containers", d)
+        if page := d.get("login_page"):
+            out += [
+                md(
+                    [
+                        [f(w["start"], 2), f(w["end"], 2), f(w["seconds"], 2), ", ".join(w["steps"])]
+                        for w in page["failure_windows"]
+                    ]
+                    or [["—", "—", "0", "—"]],
+                    ["`/admin/login/` failing from (s)", "to", "seconds", "during"],
+                ),
+                f"\nThe web port itself (`/admin/login/`, no ClickHouse involved, same prober): "
+                f"{page['probes']} probes, {page['failed_probes']} failed; **longest continuous failure "
+                f"{f(page['longest_failure_s'], 2)} s**. Install of the v1.1.5 stack before the "
+                f"update: {f(d.get('install_seconds'))} s.\n",
+            ]
     if d := load("overhead"):
         m = d["median"]
         o, pct = d["overhead_s"], d["overhead_pct"]
@@ -193,7 +216,7 @@ def render() -> str:
             md([[k, f(v, 3)] for k, v in parts], ["direct part", "median s"]),
             "",
         ]
-    variants = ["ingest", *sorted(p.stem for p in common.RESULTS.glob("ingest_manifest*.json"))]
+    variants = ["ingest", *ingest_variants()]
     for variant in variants:
         d = load(variant)
         if d is None:
