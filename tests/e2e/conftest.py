@@ -193,17 +193,14 @@ class Registry:
 class AdminClient:
     """The admin's side of an update, over HTTP like a browser: log in, click, watch progress.
 
-    Needs `url`, `session` (requests), `admin_user`, `admin_password`, `manage()` (run a
-    management command where the site runs) and `logs()` from the class it is mixed into.
+    Needs `url`, `session` (requests), `admin_user`, `admin_password` and `logs()` (shown
+    when a run does not finish) from the class it is mixed into.
     """
 
     url: str
     session: requests.Session
     admin_user = "admin"
     admin_password = ADMIN_PASSWORD
-
-    def manage(self, *args: str) -> str:
-        raise NotImplementedError
 
     def logs(self) -> str:
         return ""
