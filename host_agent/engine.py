@@ -112,6 +112,22 @@ class Engine:
         self._call(f"tagging {source} as {target}", self.client.api.tag, image_id, repo, tag, force=True)
         return image_id
 
+    def remove_unused(self, image_id: str) -> bool:
+        """Remove an image by id unless it is still tagged elsewhere or used by a container."""
+        import docker
+
+        try:
+            self.client.images.remove(image_id, noprune=False)
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # in use, or referenced by another name
+                return False
+            raise EngineError(f"removing {image_id}: {exc}") from None
+        except (docker.errors.DockerException, OSError) as exc:
+            raise EngineError(f"removing {image_id}: {exc}") from None
+        return True
+
     def containers(self, project: str) -> list[ContainerState]:
         """Every container of the compose project, running or not, by service name."""
         found = self._call(

@@ -268,13 +268,33 @@ class ComposePreset(Preset):
     def build(self, step: str, requirements_changed: bool) -> str:
         kept = 0
         for image in self._images(step):
-            if self._tag(step, image, self.rollback_tag(image)):
-                kept += 1
-            else:
+            target = self.rollback_tag(image)
+            superseded = self._image_id(step, target)
+            kept_id = self._tag(step, image, target)
+            if not kept_id:
                 self.log(step, [f"{image}: no local image to keep for rollback"])
+                continue
+            kept += 1
+            if superseded and superseded != kept_id:
+                # The release before the previous one: no rollback goes back to it. Removed
+                # only when nothing else uses it (no other tag, no container).
+                try:
+                    removed = self.engine.remove_unused(superseded)
+                except EngineError as exc:
+                    removed, why = False, str(exc)
+                else:
+                    why = "still tagged or in use"
+                note = "removed" if removed else f"kept ({why})"
+                self.log(step, [f"the older rollback image {short_id(superseded)}: {note}"])
         # The running containers keep serving the old images while this builds.
         self.sh(step, [*self.compose(), "build"], timeout=3600)
         return f"images built; {kept} previous image(s) tagged :rollback"
+
+    def _image_id(self, step: str, image: str) -> str | None:
+        try:
+            return self.engine.image_id(image)
+        except EngineError as exc:
+            raise StepFailed(step, str(exc)) from None
 
     def container_states(self, step: str) -> list[ContainerState]:
         try:

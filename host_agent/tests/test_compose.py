@@ -103,6 +103,7 @@ class FakeEngine:
         self.requests: list[tuple[str, str]] = []
         self.tags: list[tuple[str, str]] = []
         self.label_filters: list[str] = []
+        self.removed: list[str] = []
         self.write(
             {
                 "images": {"opentrace/web:local": OLD_WEB, "postgres:16.6-bookworm": "sha256:" + "b2" * 32},
@@ -143,6 +144,10 @@ class FakeEngine:
             def do_POST(self) -> None:
                 engine.requests.append(("POST", self.path))
                 self.reply(*engine.post(self.path))
+
+            def do_DELETE(self) -> None:
+                engine.requests.append(("DELETE", self.path))
+                self.reply(*engine.delete(self.path))
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"tcp://127.0.0.1:{self.server.server_address[1]}"
@@ -196,11 +201,29 @@ class FakeEngine:
             image_id = state["images"].get(source) or (source if source in state["images"].values() else None)
             if image_id is None:
                 return 404, {"message": f"no such image: {source}"}
+            previous = state["images"].get(target)
             state["images"][target] = image_id
+            if previous and previous not in state["images"].values():
+                state.setdefault("dangling", []).append(previous)
             self.write(state)
             self.tags.append((source, target))
             return 201, None
         return 404, {"message": f"fake engine: no route {path}"}
+
+    def delete(self, path: str) -> tuple[int, object]:
+        route = urlsplit(path).path.split("/", 2)[-1]
+        image_id = unquote(route[len("images/") :]) if route.startswith("images/") else ""
+        state = self.read()
+        if image_id in state["images"].values() or image_id in {
+            c["image"] for c in state["containers"].values()
+        }:
+            return 409, {"message": f"conflict: {image_id} is tagged or in use"}
+        if image_id not in state.setdefault("dangling", []):
+            return 404, {"message": f"no such image: {image_id}"}
+        state["dangling"].remove(image_id)
+        self.write(state)
+        self.removed.append(image_id)
+        return 200, [{"Deleted": image_id}]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -444,3 +467,23 @@ def test_the_local_preset_is_not_affected_by_docker(project, backend, fake_docke
     assert run_agent(project, backend, **env).returncode == 0
     assert calls() == []
     assert engine.requests == []
+
+
+def test_the_rollback_image_of_the_release_before_is_removed_when_unused(project, backend, fake_docker):
+    env, _calls, engine = fake_docker
+    older, in_use = "sha256:" + "c3" * 32, "sha256:" + "d4" * 32
+    state = engine.read()
+    state["images"]["opentrace/web:rollback"] = older
+    state["images"]["postgres:rollback"] = in_use
+    state["containers"]["postgres"]["image"] = in_use  # a container still runs it
+    engine.write(state)
+    run_id = write_trigger(project, trigger_fields("1.2.0"))
+
+    done = run_compose(project, backend, {**env, "FAKE_DOCKER_NO_V2": "1"})
+
+    assert done.returncode == 0, done.stderr
+    assert engine.image("opentrace/web:rollback") == OLD_WEB
+    assert engine.removed == [older]
+    assert in_use not in engine.removed
+    log = " ".join(" ".join(e.get("lines") or []) for e in backend.run_events(run_id))
+    assert f"the older rollback image {older[7:19]}: removed" in log

@@ -56,6 +56,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Each build leaves the builder stage and superseded images dangling: remove them (this
+    engine serves only these tests), so repeated runs do not fill the disk."""
+    if _ran_here(session) and _skip_reason() is None:
+        subprocess.run(["docker", "image", "prune", "-f"], capture_output=True, timeout=600, check=False)
+
+
+def _ran_here(session: pytest.Session) -> bool:
+    here = os.path.dirname(__file__)
+    return any(str(item.fspath).startswith(here) for item in session.items)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
     if TIMINGS:
         terminalreporter.section("container timings")
