@@ -192,6 +192,10 @@ have python3 || die "python3 is required (the host agent runs on it): install py
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
   die "python3 3.10 or newer is required (the host agent runs on it), found $(python3 --version 2>&1)"
 have git || die "git is required (updates are fetched with git): install git"
+if ((install_agent)) && [[ -n ${OPENTRACE_AGENT_HOST_PYTHON:-} ]]; then
+  "$OPENTRACE_AGENT_HOST_PYTHON" -c 'import docker' 2>/dev/null ||
+    die "OPENTRACE_AGENT_HOST_PYTHON=$OPENTRACE_AGENT_HOST_PYTHON cannot import the Docker SDK the agent needs (pip install -r requirements-agent.txt)"
+fi
 
 compose=()
 if [[ -n $compose_cmd ]]; then
@@ -499,11 +503,7 @@ start_background_agent() {
 # picks OPENTRACE_AGENT_HOST_PYTHON, else .agent-venv, else python3: make sure that one has it.
 prepare_agent_python() {
   local venv=$project_dir/.agent-venv requirements=$project_dir/requirements-agent.txt
-  if [[ -n ${OPENTRACE_AGENT_HOST_PYTHON:-} ]]; then
-    "$OPENTRACE_AGENT_HOST_PYTHON" -c 'import docker' 2>/dev/null ||
-      die "OPENTRACE_AGENT_HOST_PYTHON=$OPENTRACE_AGENT_HOST_PYTHON cannot import the Docker SDK (pip install -r requirements-agent.txt)"
-    return 0
-  fi
+  [[ -z ${OPENTRACE_AGENT_HOST_PYTHON:-} ]] || return 0 # checked with the prerequisites
   if [[ ! -x $venv/bin/python ]] && python3 -c 'import docker' 2>/dev/null; then
     log "agent: python3 already has the Docker SDK"
     return 0
