@@ -131,7 +131,9 @@ def site(tmp_path_factory: pytest.TempPathFactory, base_upstream: Path) -> Itera
         pytest.skip(_skip_reason())
     site = BrowserSite(tmp_path_factory.mktemp("site"), base_upstream)
     try:
-        site.publish(OFFERED_VERSION, NOTES[OFFERED_VERSION])
+        # Slow to migrate: an update of a few seconds can pass between two polls of the page,
+        # and the test asserts that the page showed it running.
+        site.publish(OFFERED_VERSION, NOTES[OFFERED_VERSION], breakage="slow")
         site.publish(BROKEN_VERSION, NOTES[BROKEN_VERSION], breakage="healthcheck")
         site.offer(OFFERED_VERSION)
         # A broken release is rolled back after this long without a healthy /healthz.

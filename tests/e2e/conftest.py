@@ -111,22 +111,26 @@ def add_release(upstream: Path, version: str, breakage: str | None = None) -> st
     """Commit and tag v<version> on top of v1.1.5 in `upstream`; returns its commit.
 
     The release bumps VERSION and adds one Django and one ClickHouse migration; `breakage`
-    ("build", "migrate" or "healthcheck") also breaks it at that step on purpose.
+    ("build", "migrate" or "healthcheck") also breaks it at that step on purpose, and "slow"
+    makes its Django migration take 8 s (a page that polls every 2 s sees the run running).
     """
     git(upstream, "checkout", "-q", "-B", f"release-{version}", "v1.1.5")
     (upstream / "VERSION").write_text(f"{version}\n")
     django_dir = upstream / "updates" / "migrations"
     leaf = _latest_migration(django_dir)
     number = _next_number(django_dir, "[0-9][0-9][0-9][0-9]_*.py")
-    failing = '\n        migrations.RunSQL("SELECT e2e_no_such_function()"),' if breakage == "migrate" else ""
+    extra = '\n        migrations.RunSQL("SELECT e2e_no_such_function()"),' if breakage == "migrate" else ""
+    if breakage == "slow":
+        extra = "\n        migrations.RunPython(_e2e_wait, migrations.RunPython.noop),"
     (django_dir / f"{number:04d}_e2e_release_marker.py").write_text(
-        "from django.db import migrations\n\n\n"
+        "import time\n\nfrom django.db import migrations\n\n\n"
+        "def _e2e_wait(apps, schema_editor):\n    time.sleep(8)\n\n\n"
         "class Migration(migrations.Migration):\n"
         f'    dependencies = [("updates", "{leaf}")]\n'
         "    operations = [\n"
         '        migrations.RunSQL("CREATE TABLE e2e_release_marker (id integer)", '
         '"DROP TABLE e2e_release_marker"),'
-        f"{failing}\n    ]\n"
+        f"{extra}\n    ]\n"
     )
     ch_dir = upstream / "opentrace" / "clickhouse" / "migrations"
     ch_number = _next_number(ch_dir, "[0-9][0-9][0-9][0-9]_*.sql")
