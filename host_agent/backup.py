@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -131,8 +132,12 @@ def _dir_size(path: Path, skip: set[Path]) -> int:
     for item in path.rglob("*"):
         if any(item == s or s in item.parents for s in skip):
             continue
-        if item.is_file() and not item.is_symlink():
-            total += item.stat().st_size
+        try:
+            info = item.lstat()
+        except FileNotFoundError:
+            continue  # a lock or journal file removed while we walked, as in _archive_data_dir
+        if stat.S_ISREG(info.st_mode):
+            total += info.st_size
     return total
 
 
