@@ -33,8 +33,7 @@ class ContainerState:
     name: str
     status: str  # created | running | restarting | exited | paused | dead
     health: str  # healthy | unhealthy | starting | none (no health check)
-    image_id: str
-    image: str = ""  # the name it was created from, e.g. opentrace/web:local
+    image: str  # the name it was created from, e.g. opentrace/web:local
 
     @property
     def failed(self) -> bool:
@@ -149,7 +148,6 @@ class Engine:
                     name=attrs.get("Name", "").lstrip("/") or container.name,
                     status=str(state.get("Status", "unknown")),
                     health=str(health),
-                    image_id=str(attrs.get("Image", "")),
                     image=str(config.get("Image") or ""),
                 )
             )
