@@ -392,3 +392,61 @@ def tempdir(prefix: str) -> Iterator[Path]:
 
 def new_token() -> str:
     return secrets.token_hex(16)
+
+
+# --- the install flow, as the Install button runs it -----------------------------------------
+def offer(version: str, *, heartbeat_to: str | None = None, secret: str = "") -> None:
+    """Make `version` the offered release: a real registry check (after setup_django())
+    against a loopback registry serving `manifest(version)`.
+
+    With `heartbeat_to` (the backend's URL), a signed heartbeat also tells the backend an
+    agent is there, for benchmarks that start theirs (`once`) only once the trigger is written.
+    """
+    from django.test.utils import override_settings
+
+    from updates.checking import run_check
+    from updates.models import RegistryCheck
+
+    body = manifest(version)
+
+    class Registry(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with override_settings(OPENTRACE_REGISTRY_URL=f"http://127.0.0.1:{server.server_address[1]}/v.json"):
+            check = run_check(RegistryCheck.Trigger.COMMAND)
+    finally:
+        server.shutdown()
+        server.server_close()
+    if check.outcome == RegistryCheck.Outcome.FAILED:
+        raise SystemExit(f"the registry check for {version} failed: {check.error}")
+    if heartbeat_to is not None:
+        beat = json.dumps(
+            {"agent_id": "bench-host", "agent_version": "1", "deployed_version": "", "busy": False}
+        ).encode()
+        request = urllib.request.Request(
+            heartbeat_to + "/api/updates/agent/heartbeat", data=beat, headers=signed_headers(secret, beat)
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+
+
+def request_install(user: Any) -> Any:
+    """Install the offered release the way the Install button does (`updates.actions`): the
+    refusal rules apply, and a refusal ends the benchmark. The trigger is written on return."""
+    from updates import actions
+
+    try:
+        return actions.request_install(user=user, idempotency_key=new_token())
+    except actions.Refused as refused:
+        raise SystemExit(f"the install was refused: {refused.message}") from None

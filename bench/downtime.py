@@ -4,8 +4,9 @@ A throwaway local install: the committed HEAD of this repository cloned twice (a
 "upstream" that then gets a release commit bumping VERSION to the next patch, and the
 install's checkout), run by `scripts/run_local.py` exactly as `make run` does — runserver,
 the host agent in `local` mode, the embedded defaults (SQLite, chdb, filesystem broker) in
-the checkout's own data dir; no Celery worker (nothing here needs one). An admin's run is
-created (`UpdateRun.request`, as the install view does) and the agent performs the whole
+the checkout's own data dir; no Celery worker (nothing here needs one). A registry check
+offers the release, an admin's run is requested (`updates.actions.request_install`, as the
+install view does) and the agent performs the whole
 update: preflight, backup, fetch, build, deploy (SIGHUP → the supervisor restarts the web
 server), migrate (`manage.py migrate_all`), healthcheck.
 
@@ -28,7 +29,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -240,24 +240,13 @@ def main() -> int:
         common.setup_django({**env, "OPENTRACE_DATA_DIR": str(data_dir)})
         from django.contrib.auth import get_user_model
 
-        from updates.models import UpdateRun
-
         admin = get_user_model().objects.filter(is_superuser=True).first()
         prober = Prober(base + "/healthz", args.interval)
         prober.thread.start()
         time.sleep(1.0)
+        common.offer(target)  # the install's own agent is running and sends heartbeats
         requested_at = time.time()
-        run, _ = UpdateRun.request(
-            user=admin,
-            from_version=current,
-            to_version=target,
-            git_tag=f"v{target}",
-            git_commit=None,
-            severity="normal",
-            manifest=common.manifest(target),
-            manifest_verified=False,
-            idempotency_key=uuid.uuid4().hex,
-        )
+        run = common.request_install(admin)
         deadline = time.monotonic() + 160
         while time.monotonic() < deadline:
             run.refresh_from_db()

@@ -212,20 +212,10 @@ class Suite:
 
     # --- runs ------------------------------------------------------------------------
     def request_run(self, into: Path | None, version: str = "1.2.0") -> Any:
-        from updates.models import UpdateRun
 
         self.finish_active()
-        run, _ = UpdateRun.request(
-            user=self.admin,
-            from_version="1.1.5",
-            to_version=version,
-            git_tag=f"v{version}",
-            git_commit=None,
-            severity="normal",
-            manifest=common.manifest(version),
-            manifest_verified=False,
-            idempotency_key=uuid.uuid4().hex,
-        )
+        common.offer(version, heartbeat_to=self.url, secret=self.secret)
+        run = common.request_install(self.admin)
         if into is not None:
             into.mkdir(parents=True, exist_ok=True)
             os.replace(self.trigger_file, into / "trigger")

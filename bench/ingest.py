@@ -101,6 +101,8 @@ def main() -> int:
                 manifest = json.dumps(doc).encode()
             for clients in [int(c) for c in args.clients.split(",")]:
                 for batch in [int(b) for b in args.batches.split(",")]:
+                    # The bare run row (no refusal rules, no trigger file): no agent takes part,
+                    # the clients below play it, and the stored manifest's size is the variable.
                     run, _ = UpdateRun.request(
                         user=None,
                         from_version="1.1.5",

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -82,17 +81,8 @@ def main() -> int:
         trigger_file = Path(settings.OPENTRACE_UPDATES_DIR) / "trigger"
 
         def request_run(into: Path) -> UpdateRun:
-            run, _ = UpdateRun.request(
-                user=admin,
-                from_version="1.1.5",
-                to_version="1.2.0",
-                git_tag="v1.2.0",
-                git_commit=None,
-                severity="normal",
-                manifest=common.manifest("1.2.0"),
-                manifest_verified=False,
-                idempotency_key=uuid.uuid4().hex,
-            )
+            common.offer("1.2.0", heartbeat_to=url, secret=secret)
+            run = common.request_install(admin)
             into.mkdir(parents=True, exist_ok=True)
             os.replace(trigger_file, into / "trigger")
             return run

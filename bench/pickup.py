@@ -1,12 +1,14 @@
 """Benchmark 1: trigger pickup latency in `local` mode.
 
 A real backend (gunicorn, PostgreSQL) and a real agent (`python -m host_agent run --preset
-local`) share one data dir, as in a local install. For each of N runs the backend creates the
-run (`UpdateRun.request`, which writes the trigger file once its transaction commits) and we
-take the time until the backend *stored* the agent's `running` event (its `received_at`).
+local`) share one data dir, as in a local install. For each of N runs a registry check offers
+the release, then the backend requests it as the Install button does
+(`updates.actions.request_install`: the refusal rules, the run, the trigger file written once
+the transaction commits) and we take the time until the backend *stored* the agent's
+`running` event (its `received_at`).
 
-t0 is taken just before `UpdateRun.request()`, so the figure also contains the backend's own
-INSERT and trigger write (reported separately as `request_ms`): an upper bound of the time
+t0 is taken just before `request_install()`, so the figure also contains the backend's own
+rule checks, INSERT and trigger write (reported separately as `request_ms`): an upper bound of the time
 from the rename into place. The releases asked for have no tag upstream, so each run fails
 at `preflight` within a second and the next one can start (one active run at a time); what
 happens after `running` does not affect pickup.
@@ -20,7 +22,6 @@ import argparse
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,7 +47,7 @@ def main() -> int:
         from django.conf import settings
         from django.contrib.auth import get_user_model
 
-        from updates.models import UpdateEvent, UpdateRun
+        from updates.models import UpdateEvent
 
         secret = settings.OPENTRACE_AGENT_SECRET
         admin = get_user_model().objects.create_superuser("bench_admin", "bench@example.com", "x" * 20)
@@ -68,18 +69,9 @@ def main() -> int:
                 delivery: list[float] = []
                 for i in range(args.runs):
                     version = f"9.0.{i}"
+                    common.offer(version)  # the running agent's heartbeats say it is online
                     t0 = time.time()
-                    run, _ = UpdateRun.request(
-                        user=admin,
-                        from_version="1.1.5",
-                        to_version=version,
-                        git_tag=f"v{version}",
-                        git_commit=None,
-                        severity="normal",
-                        manifest=common.manifest(version),
-                        manifest_verified=False,
-                        idempotency_key=uuid.uuid4().hex,
-                    )
+                    run = common.request_install(admin)
                     request_ms.append((time.time() - t0) * 1000)
                     deadline = time.monotonic() + 30
                     while True:

@@ -9,8 +9,9 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from updates import actions
 from updates.checking import run_check
-from updates.models import RegistryCheck, RegistryState, RunStatus, TransitionRefused, UpdateRun
+from updates.models import RegistryCheck, RegistryState, RunStatus, UpdateRun
 
 logger = logging.getLogger(__name__)
 
@@ -31,16 +32,9 @@ def expire_unclaimed_runs() -> int:
     expired = 0
     stale = UpdateRun.objects.filter(status=RunStatus.REQUESTED, requested_at__lt=horizon)
     for run_id in stale.values_list("pk", flat=True):
-        run = UpdateRun.objects.filter(pk=run_id).first()
-        if run is None:
-            continue
         try:
-            if run.expire():
+            if actions.expire_run(run_id):
                 expired += 1
-            else:
-                logger.info("run %s was claimed by an agent; not expiring it", run_id)
-        except TransitionRefused:
-            logger.info("run %s moved on before it could expire", run_id)
         except OSError:
             # The updates dir misbehaves (permissions, a full disk): the other runs still expire.
             logger.exception("could not withdraw the trigger of run %s; it expires on a later pass", run_id)

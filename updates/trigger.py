@@ -5,6 +5,9 @@ run commits, atomically: a temp file in the same directory (O_CREAT|O_EXCL|O_NOF
 0640), fsync, `os.replace`, fsync of the directory. The agent claims it by renaming it to
 `processing/<run_id>.json`; the backend withdraws it (cancel, expiry) by renaming it away
 too, so exactly one side wins. See docs/protocol.md.
+
+A file boundary only: it knows no model (`build` reads the run it is given), and
+`updates.actions` decides when to write or withdraw.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import enum
 import hashlib
 import hmac
 import json
-import logging
 import os
 import secrets
 import stat
@@ -26,16 +28,13 @@ from typing import Any
 
 from django.conf import settings
 
-logger = logging.getLogger(__name__)
-
 TRIGGER_NAME = "trigger"
 PROCESSING_DIR = "processing"
 MAX_TRIGGER_BYTES = 512 * 1024
-FIELDS = ("run_id", "target_version", "git_tag", "git_commit", "requested_by", "requested_at", "manifest")
 
 
 class TriggerError(Exception):
-    permanent = True
+    """The trigger cannot be written the way SPEC §5 requires (e.g. it would exceed 512 KiB)."""
 
 
 def updates_dir() -> Path:
@@ -104,28 +103,6 @@ def write(fields: dict[str, Any]) -> Path:
         raise
     _fsync_dir(directory)
     return trigger_path()
-
-
-def write_for_run(run_id: uuid.UUID) -> bool:
-    """Write the trigger for a run that is still requested (runs after its transaction commits).
-
-    A failure to write fails the run with the reason, so the admin sees it at once instead
-    of waiting for the expiry.
-    """
-    from updates.models import RunStatus, UpdateRun
-
-    run = UpdateRun.objects.filter(pk=run_id).first()
-    if run is None or run.status != RunStatus.REQUESTED:
-        logger.info("run %s is gone or no longer requested; no trigger written", run_id)
-        return False
-    try:
-        write(build(run))
-    except (OSError, TriggerError) as exc:
-        logger.exception("could not write the trigger for run %s", run_id)
-        with contextlib.suppress(Exception):
-            run.mark_finished(RunStatus.FAILED, error=f"Could not write the trigger file: {exc}")
-        return False
-    return True
 
 
 def read(path: Path | None = None) -> dict[str, Any] | None:

@@ -1,7 +1,8 @@
-"""The "System updates" admin page and its actions (SPEC §12).
+"""The "System updates" admin page and its actions (SPEC §12): parsing requests, rendering answers.
 
 Every view is wrapped by `admin.site.admin_view` in updates/urls.py (staff login, no cache,
-CSRF); actions that change something also check their permission here, explicitly.
+CSRF); actions that change something also check their permission here, explicitly. What an
+action does, and when it is refused, is `updates.actions`' and `updates.rules`' business.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -20,17 +20,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from updates import actions, serializers
 from updates.checking import run_check
-from updates.models import (
-    AgentHeartbeat,
-    RegistryCheck,
-    RegistryState,
-    RunAlreadyActive,
-    TransitionRefused,
-    UpdateRun,
-)
+from updates.models import AgentHeartbeat, RegistryCheck, RegistryState, UpdateRun
+from updates.rules import install_refusal
 
-LOG_TAIL = 200
 RECENT_OUTCOME = timedelta(hours=24)  # a finished run stays on the page this long
 
 INSTALL_PERMISSION = "updates.install_update"
@@ -77,32 +71,6 @@ def current_run() -> UpdateRun | None:
     return None
 
 
-def install_refusal(
-    state: RegistryState, *, version: str | None = None, digest: str | None = None
-) -> str | None:
-    """Why installing the offered release is refused right now, or None."""
-    offer = state.offer()
-    latest = offer.latest
-    if latest is None:
-        return "No newer release is offered."
-    if version is not None and (version != latest.version or digest != state.document_sha256):
-        return "The offered release changed since this page was shown; review it again."
-    if not offer.installable:
-        step = f" Install {offer.intermediate.version} first." if offer.intermediate else ""
-        return f"{latest.version} can only be installed from {latest.min_upgrade_from} or later.{step}"
-    if state.expires_at is not None and state.expires_at <= timezone.now():
-        return "The update information has expired (stale); run a successful check first."
-    if not AgentHeartbeat.status().online:
-        return (
-            "The update agent on the host is offline (no heartbeat in the last "
-            f"{settings.OPENTRACE_AGENT_OFFLINE_AFTER} s); start it with updater.sh or its systemd service."
-        )
-    active = UpdateRun.active()
-    if active is not None:
-        return f"Another update ({active}) is already requested or running."
-    return None
-
-
 def system_updates(request: HttpRequest) -> HttpResponse:
     registry = registry_context()
     run = current_run()
@@ -115,15 +83,9 @@ def system_updates(request: HttpRequest) -> HttpResponse:
         "agent_offline_after": settings.OPENTRACE_AGENT_OFFLINE_AFTER,
         "install_refusal": install_refusal(registry["state"]),
         "run": run,
-        "run_progress": progress_payload(run) if run else None,
+        "run_progress": serializers.run_progress(run) if run else None,
     }
     return render(request, "updates/system.html", context)
-
-
-def _admin_log(request: HttpRequest, run: UpdateRun, flag: int, message: str) -> None:
-    LogEntry.objects.log_actions(
-        user_id=request.user.pk, queryset=[run], action_flag=flag, change_message=message, single_object=True
-    )
 
 
 def install_confirm(request: HttpRequest) -> HttpResponse:
@@ -153,42 +115,21 @@ def install_confirm(request: HttpRequest) -> HttpResponse:
 @require_POST
 def install(request: HttpRequest) -> HttpResponse:
     _require_install_permission(request)
-    key = request.POST.get("idempotency_key", "")
     try:
-        key = uuid.UUID(key).hex
+        key = uuid.UUID(request.POST.get("idempotency_key", "")).hex
     except ValueError:
         messages.error(request, "The form was incomplete; please confirm again.")
         return HttpResponseRedirect(_system_url())
-    previous = UpdateRun.objects.filter(idempotency_key=key).first()
-    if previous is not None:
-        # A double submit: the first one already did it.
-        return HttpResponseRedirect(_system_url())
-    state = RegistryState.load()
-    refusal = install_refusal(
-        state, version=request.POST.get("version", ""), digest=request.POST.get("document_sha256", "")
-    )
-    if refusal is not None:
-        messages.error(request, f"The update was not started: {refusal}")
-        return HttpResponseRedirect(_system_url())
-    release = state.offer().latest
-    assert release is not None
     try:
-        run, created = UpdateRun.request(
+        run = actions.request_install(
             user=request.user,
-            from_version=settings.OPENTRACE_VERSION,
-            to_version=release.version,
-            git_tag=release.git_tag,
-            git_commit=release.git_commit,
-            severity=release.severity,
-            manifest=bytes(state.document),
-            manifest_verified=state.verified,
             idempotency_key=key,
+            version=request.POST.get("version", ""),
+            document_sha256=request.POST.get("document_sha256", ""),
         )
-    except RunAlreadyActive as exc:
-        messages.error(request, f"The update was not started: {exc.message}.")
-        return HttpResponseRedirect(_system_url())
-    if created:
-        _admin_log(request, run, ADDITION, f"Requested the update {run.from_version} → {run.to_version}.")
+    except actions.Refused as refused:
+        messages.error(request, f"The update was not started: {refused.message}")
+    else:
         messages.success(
             request, f"The update to {run.to_version} was requested; the host agent will pick it up shortly."
         )
@@ -200,54 +141,12 @@ def cancel_run(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     _require_install_permission(request)
     run = get_object_or_404(UpdateRun, pk=run_id)
     try:
-        run.cancel(by=request.user)
-    except TransitionRefused as exc:
-        messages.error(request, f"The update could not be cancelled: {exc.message}.")
-    except OSError as exc:
-        messages.error(
-            request, f"The update could not be cancelled: the trigger file could not be removed ({exc})."
-        )
+        actions.cancel_run(run, by=request.user)
+    except actions.Refused as refused:
+        messages.error(request, f"The update could not be cancelled: {refused.message}")
     else:
-        _admin_log(request, run, CHANGE, "Cancelled the update before an agent claimed it.")
         messages.success(request, f"The update to {run.to_version} was cancelled.")
     return HttpResponseRedirect(_system_url())
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value else None
-
-
-def progress_payload(run: UpdateRun) -> dict[str, Any]:
-    steps = [
-        {
-            "name": step["name"],
-            "state": step["state"],
-            "started_at": _iso(step["started_at"]),
-            "finished_at": _iso(step["finished_at"]),
-            "duration_seconds": step["duration"].total_seconds() if step["duration"] else None,
-            "message": step["message"],
-        }
-        for step in run.step_timeline()
-    ]
-    return {
-        "id": str(run.pk),
-        "status": run.status,
-        "status_display": run.get_status_display(),
-        "terminal": run.is_terminal,
-        "from_version": run.from_version,
-        "to_version": run.to_version,
-        "requested_by": run.requested_by_username,
-        "requested_at": _iso(run.requested_at),
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
-        "failed_step": run.failed_step,
-        "outcome": run.outcome,
-        "error": run.error,
-        "rollback_cause": run.rollback_cause,
-        "steps": steps,
-        "log_tail": run.log_lines(tail=LOG_TAIL),
-        "url": reverse("admin:updates_updaterun_change", args=[run.pk]),
-    }
 
 
 @require_GET
@@ -263,14 +162,8 @@ def progress(request: HttpRequest) -> JsonResponse:
             raise Http404("no such run")
     else:
         run = current_run()
-    agent = AgentHeartbeat.status()
-    body: dict[str, Any] = {
-        "running_version": settings.OPENTRACE_VERSION,
-        "agent": {"online": agent.online, "last_seen": _iso(agent.last_seen)},
-        "run": progress_payload(run) if run else None,
-    }
+    body = serializers.progress(running_version=settings.OPENTRACE_VERSION, run=run)
     if can_install(request):
-        # Lets the page bring the Install button back (or say why not) once the run has ended.
         body["install_refusal"] = install_refusal(RegistryState.load())
     return JsonResponse(body)
 

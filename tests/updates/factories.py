@@ -1,15 +1,18 @@
-"""Building runs the way the install view does."""
+"""Building runs: the bare model row, or the whole install flow."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+from updates import actions
 from updates.models import UpdateRun
 
 
 def make_run(**overrides: Any) -> UpdateRun:
-    """A requested run as the install view would create it (trigger written on commit)."""
+    """A requested run row, as `UpdateRun.request` makes it: no refusal rules, no trigger file.
+
+    For the state machine, the agent API and the pages; `request_run` is the real flow."""
     values = {
         "user": None,
         "from_version": "1.1.5",
@@ -25,3 +28,10 @@ def make_run(**overrides: Any) -> UpdateRun:
     run, created = UpdateRun.request(**values)
     assert created
     return run
+
+
+def request_run(user: Any = None, **overrides: Any) -> UpdateRun:
+    """A run requested the way the Install button does (`actions.request_install`): the
+    refusal rules apply, the trigger is written when the transaction commits. Needs the
+    `offered` and `agent_online` fixtures (or the refusal they would prevent is raised)."""
+    return actions.request_install(user=user, idempotency_key=uuid.uuid4().hex, **overrides)

@@ -22,7 +22,7 @@ import pytest
 from django.utils import timezone
 
 from tests.updates.factories import make_run
-from updates import tasks, trigger
+from updates import actions, tasks, trigger
 from updates.models import UpdateRun
 
 pytestmark = pytest.mark.django_db
@@ -100,7 +100,7 @@ HOSTILE: dict[str, Callable[[Path, UpdateRun], None]] = {
 @pytest.fixture(params=sorted(HOSTILE))
 def planted(request) -> tuple[UpdateRun, Path, tuple[Any, ...]]:
     """A requested run (its own trigger never written) and a hostile file at the trigger path."""
-    run = make_run()  # the on-commit write never runs inside the test's transaction
+    run = make_run()  # the bare row: no trigger of its own
     path = trigger.trigger_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     HOSTILE[request.param](path, run)
@@ -117,7 +117,7 @@ def test_the_reader_answers_none_without_hanging(planted):
 def test_cancel_neither_hangs_nor_crashes_and_leaves_the_file(planted, superuser):
     run, path, before = planted
     with must_finish_within(HANG_LIMIT):
-        run.cancel(by=superuser)
+        actions.cancel_run(run, by=superuser)
     run.refresh_from_db()
     assert run.status == "cancelled"
     assert _fingerprint(path) == before

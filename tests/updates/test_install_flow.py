@@ -9,9 +9,9 @@ from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.test import Client
 from django.urls import reverse
 
-from tests.updates.factories import make_run
+from tests.updates.factories import make_run, request_run
 from updates import trigger
-from updates.models import AgentHeartbeat, RegistryState, UpdateRun
+from updates.models import AgentHeartbeat, EventIn, RegistryState, UpdateRun
 
 pytestmark = pytest.mark.django_db
 
@@ -214,9 +214,11 @@ def test_refused_with_a_garbage_idempotency_key(
 
 
 # --- cancelling ---------------------------------------------------------------------------
-def test_the_operator_can_cancel_an_unclaimed_run(client, operator, django_capture_on_commit_callbacks):
+def test_the_operator_can_cancel_an_unclaimed_run(
+    client, operator, offered, agent_online, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        run = make_run()
+        run = request_run()
     client.force_login(operator)
     assert b"Cancel this update" in client.get(PAGE).content
     response = client.post(reverse("updates_cancel", args=[run.pk]), follow=True)
@@ -227,9 +229,11 @@ def test_the_operator_can_cancel_an_unclaimed_run(client, operator, django_captu
     assert LogEntry.objects.get().action_flag == CHANGE
 
 
-def test_staff_without_permission_cannot_cancel(client, staff_user, django_capture_on_commit_callbacks):
+def test_staff_without_permission_cannot_cancel(
+    client, staff_user, offered, agent_online, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        run = make_run()
+        run = request_run()
     client.force_login(staff_user)
     assert client.post(reverse("updates_cancel", args=[run.pk])).status_code == 403
     run.refresh_from_db()
@@ -261,8 +265,6 @@ def test_cancelling_an_unknown_run_is_404(client, superuser):
 
 # --- live progress -------------------------------------------------------------------------
 def test_progress_reports_steps_state_and_log_tail(client, staff_user):
-    from updates.models import EventIn
-
     run = make_run()
     run.record_events(
         [
@@ -284,9 +286,20 @@ def test_progress_reports_steps_state_and_log_tail(client, staff_user):
     assert "&lt;b&gt;dumping&lt;/b&gt;" in page
 
 
-def test_progress_of_a_named_run_shows_its_outcome(client, staff_user):
-    from updates.models import EventIn
+def test_progress_has_exactly_the_keys_its_typed_shape_declares(client, operator, offered, agent_online):
+    from updates.serializers import AgentProgress, Progress, RunProgress, StepProgress
 
+    run = make_run()
+    run.record_events([EventIn(1, "step", step="backup", state="started")])
+    client.force_login(operator)
+    data = client.get(reverse("updates_progress")).json()
+    assert set(data) == set(Progress.__annotations__)
+    assert set(data["agent"]) == set(AgentProgress.__annotations__)
+    assert set(data["run"]) == set(RunProgress.__annotations__)
+    assert set(data["run"]["steps"][0]) == set(StepProgress.__annotations__)
+
+
+def test_progress_of_a_named_run_shows_its_outcome(client, staff_user):
     run = make_run()
     run.record_events([EventIn(1, "run", state="running"), EventIn(2, "run", state="failed", message="boom")])
     client.force_login(staff_user)

@@ -8,8 +8,8 @@ from html import unescape
 import pytest
 from django.urls import reverse
 
-from tests.updates.factories import make_run
-from updates import trigger
+from tests.updates.factories import make_run, request_run
+from updates import actions, trigger
 from updates.models import EventIn, UpdateRun
 
 pytestmark = pytest.mark.django_db
@@ -68,7 +68,7 @@ def test_a_failed_run_names_the_failing_step_and_the_error(client, staff_user):
 
 def test_an_expired_run_says_no_agent_claimed_it(client, staff_user, settings):
     run = make_run()
-    assert run.expire()
+    assert actions.expire_run(run.pk)
     client.force_login(staff_user)
     assert shown_outcome(client).startswith(
         f"Expired: No update agent claimed the update within {settings.OPENTRACE_TRIGGER_TIMEOUT} s."
@@ -78,7 +78,7 @@ def test_an_expired_run_says_no_agent_claimed_it(client, staff_user, settings):
 
 def test_a_cancelled_run_says_who_cancelled_it(client, superuser):
     run = make_run()
-    run.cancel(by=superuser)
+    actions.cancel_run(run, by=superuser)
     client.force_login(superuser)
     assert shown_outcome(client) == (
         "Cancelled by root_admin. It was withdrawn before an agent claimed it; nothing was changed."
@@ -140,17 +140,17 @@ def test_progress_tells_no_install_refusal_to_staff_who_cannot_install(
 
 
 def test_a_cancel_posted_after_the_agent_claimed_the_trigger_is_refused(
-    client, operator, django_capture_on_commit_callbacks
+    client, operator, offered, agent_online, django_capture_on_commit_callbacks
 ):
     # The page still showed the button: the agent claimed the trigger but has not reported yet.
     with django_capture_on_commit_callbacks(execute=True):
-        run = make_run()
+        run = request_run(operator)
     claimed = trigger.processing_path(run.pk)
     claimed.parent.mkdir(parents=True)
     trigger.trigger_path().rename(claimed)
     client.force_login(operator)
     response = client.post(reverse("updates_cancel", args=[run.pk]), follow=True)
-    assert b"could not be cancelled" in response.content
+    assert b"could not be cancelled: An agent has already claimed this run" in response.content
     run.refresh_from_db()
     assert run.status == "requested"
     assert claimed.exists()

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from tests.updates.factories import make_run
-from updates import signals, tasks, trigger
+from updates import signals, trigger
 from updates.models import EventIn, RunAlreadyActive, TransitionRefused, UpdateRun
 
 pytestmark = pytest.mark.django_db
@@ -27,17 +27,15 @@ def status_changes():
     signals.run_status_changed.disconnect(receiver)
 
 
-def test_a_requested_run_is_announced_and_its_trigger_written_after_commit(
-    django_capture_on_commit_callbacks, status_changes
-):
+def test_a_requested_run_is_announced_after_commit(django_capture_on_commit_callbacks, status_changes):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        run = make_run()
-    assert not trigger.trigger_path().exists()
+        make_run()
     assert status_changes == []
     for callback in callbacks:
         callback()
-    assert trigger.read()["run_id"] == str(run.pk)
     assert status_changes == [("", "requested")]
+    # The model only writes rows: the trigger file is updates.actions' (see test_actions.py).
+    assert not trigger.updates_dir().exists()
 
 
 def test_the_database_allows_one_active_run_only():
@@ -217,69 +215,25 @@ def test_the_step_timeline_has_durations():
     assert timeline[1]["duration"] is None
 
 
-def test_cancel_removes_the_trigger(django_capture_on_commit_callbacks, superuser):
-    with django_capture_on_commit_callbacks(execute=True):
-        run = make_run()
-    assert trigger.trigger_path().exists()
-    run.cancel(by=superuser)
-    run.refresh_from_db()
-    assert run.status == "cancelled"
-    assert "root_admin" in run.error
-    assert not trigger.trigger_path().exists()
-
-
-def test_a_claimed_run_cannot_be_cancelled(django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        run = make_run()
-    claimed = trigger.processing_path(run.pk)
-    claimed.parent.mkdir(parents=True)
-    trigger.trigger_path().rename(claimed)  # what the agent does
-    with pytest.raises(TransitionRefused, match="already claimed"):
-        run.cancel()
-    run.refresh_from_db()
-    assert run.status == "requested"
-    assert claimed.exists()
-
-
-def test_unclaimed_runs_expire_after_the_timeout(
-    django_capture_on_commit_callbacks, settings, status_changes
-):
-    settings.OPENTRACE_TRIGGER_TIMEOUT = 600
-    with django_capture_on_commit_callbacks(execute=True):
-        run = make_run()
-    UpdateRun.objects.filter(pk=run.pk).update(requested_at=timezone.now() - timedelta(seconds=601))
-    with django_capture_on_commit_callbacks(execute=True):
-        assert tasks.expire_unclaimed_runs() == 1
-    run.refresh_from_db()
-    assert run.status == "expired"
-    assert "600 s" in run.error
-    assert not trigger.trigger_path().exists()
-    assert status_changes[-1] == ("requested", "expired")
-
-
-def test_young_runs_do_not_expire(django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        run = make_run()
-    assert tasks.expire_unclaimed_runs() == 0
-    run.refresh_from_db()
-    assert run.status == "requested"
-    assert trigger.trigger_path().exists()
-
-
-def test_expiry_leaves_a_trigger_that_holds_another_run_alone(django_capture_on_commit_callbacks):
-    run = make_run()
-    UpdateRun.objects.filter(pk=run.pk).update(requested_at=timezone.now() - timedelta(days=1))
+def test_cancel_and_expire_change_the_row_and_touch_no_file(superuser, settings):
+    # Whatever sits at the trigger path is the caller's to withdraw first (updates.actions).
     trigger.write({"run_id": "00000000-0000-4000-8000-000000000000", "signature": "x"})
-    assert tasks.expire_unclaimed_runs() == 1
-    assert trigger.read()["run_id"] == "00000000-0000-4000-8000-000000000000"
+    before = trigger.trigger_path().read_bytes()
+    cancelled = make_run()
+    cancelled.cancel(by=superuser)
+    expired = make_run()
+    assert expired.expire() is True
+    cancelled.refresh_from_db()
+    expired.refresh_from_db()
+    assert (cancelled.status, cancelled.error) == ("cancelled", "Cancelled by root_admin.")
+    assert expired.status == "expired"
+    assert f"{settings.OPENTRACE_TRIGGER_TIMEOUT} s" in expired.error
+    assert trigger.trigger_path().read_bytes() == before
 
 
-def test_a_claimed_run_is_not_expired(django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        run = make_run()
-    UpdateRun.objects.filter(pk=run.pk).update(requested_at=timezone.now() - timedelta(days=1))
-    trigger.processing_path(run.pk).parent.mkdir(parents=True)
-    trigger.trigger_path().rename(trigger.processing_path(run.pk))
-    assert tasks.expire_unclaimed_runs() == 0
+def test_only_a_requested_run_expires():
+    run = make_run()
+    run.mark_running()
+    assert run.expire() is False
     run.refresh_from_db()
-    assert run.status == "requested"
+    assert run.status == "running"

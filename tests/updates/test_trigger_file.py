@@ -12,7 +12,7 @@ import stat
 import pytest
 from django.conf import settings
 
-from tests.updates.factories import make_run
+from tests.updates.factories import make_run, request_run
 from updates import trigger
 from updates.models import UpdateRun
 
@@ -31,15 +31,10 @@ SPEC_FIELDS = {
 
 
 @pytest.fixture
-def written(offered, superuser, django_capture_on_commit_callbacks):
+def written(offered, agent_online, superuser, django_capture_on_commit_callbacks):
     """A run requested from the registry's real answer, its trigger written after commit."""
     with django_capture_on_commit_callbacks(execute=True):
-        run = make_run(
-            user=superuser,
-            git_commit="b" * 40,
-            manifest=bytes(offered.document),
-            manifest_verified=offered.verified,
-        )
+        run = request_run(superuser)
     return run
 
 
@@ -100,13 +95,13 @@ def test_the_agents_reader_rejects_it_under_another_secret(written):
 
 
 def test_non_ascii_usernames_sign_the_same_way_on_both_sides(
-    offered, django_user_model, django_capture_on_commit_callbacks
+    offered, agent_online, django_user_model, django_capture_on_commit_callbacks
 ):
     from host_agent.trigger import read_trigger
 
     user = django_user_model.objects.create_superuser("zoë", "z@example.com", "pw-zoë-12345")
     with django_capture_on_commit_callbacks(execute=True):
-        make_run(user=user, git_commit="b" * 40, manifest=bytes(offered.document))
+        request_run(user)
     accepted = read_trigger(
         trigger.trigger_path(),
         secret=settings.OPENTRACE_AGENT_SECRET,
@@ -114,33 +109,6 @@ def test_non_ascii_usernames_sign_the_same_way_on_both_sides(
         running_version="1.1.5",
     )
     assert accepted.requested_by == "zoë"
-
-
-def test_a_rolled_back_request_writes_no_trigger(offered):
-    from django.db import transaction
-
-    def request_then_fail() -> None:
-        with transaction.atomic():
-            make_run()
-            raise RuntimeError("the request failed after creating the run")
-
-    with pytest.raises(RuntimeError):
-        request_then_fail()
-    assert not trigger.trigger_path().exists()
-    assert UpdateRun.objects.count() == 0
-
-
-def test_a_trigger_that_cannot_be_written_fails_the_run_with_the_reason(
-    settings, tmp_path, django_capture_on_commit_callbacks
-):
-    blocked = tmp_path / "not-a-dir"
-    blocked.write_text("a file where the updates dir should be")
-    settings.OPENTRACE_UPDATES_DIR = blocked
-    with django_capture_on_commit_callbacks(execute=True):
-        run = make_run()
-    run.refresh_from_db()
-    assert run.status == "failed"
-    assert "Could not write the trigger file" in run.error
 
 
 def test_a_symlink_planted_as_the_temp_name_is_not_followed(settings, tmp_path, monkeypatch):
@@ -173,10 +141,10 @@ def _agent_reads_back() -> object:
 
 
 def test_a_run_requested_without_a_user_names_the_system_and_the_agent_accepts_it(
-    offered, django_capture_on_commit_callbacks
+    offered, agent_online, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        run = make_run(user=None, git_commit="b" * 40, manifest=bytes(offered.document))
+        run = request_run(None)
     assert run.requested_by is None
     assert run.requested_by_username == "system"  # not "(deleted user)" on the page
     assert json.loads(trigger.trigger_path().read_bytes())["requested_by"] == "system"

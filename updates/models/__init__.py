@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-from updates.models.agents import AgentHeartbeat, AgentStatus
+from updates.models.agents import AgentHeartbeat
 from updates.models.registry import RegistryCheck, RegistryState
 from updates.models.runs import (
-    ACTIVE,
-    TERMINAL,
     EventIn,
     RunAlreadyActive,
-    RunError,
     RunStatus,
     TransitionRefused,
     UpdateEvent,
@@ -15,15 +12,11 @@ from updates.models.runs import (
 )
 
 __all__ = [
-    "ACTIVE",
-    "TERMINAL",
     "AgentHeartbeat",
-    "AgentStatus",
     "EventIn",
     "RegistryCheck",
     "RegistryState",
     "RunAlreadyActive",
-    "RunError",
     "RunStatus",
     "TransitionRefused",
     "UpdateEvent",

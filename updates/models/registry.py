@@ -138,10 +138,6 @@ class RegistryState(models.Model):
         slot = math.floor((ts - offset) / interval + 1) * interval + offset
         return datetime.fromtimestamp(slot, tz=now.tzinfo)
 
-    def is_due(self, now: datetime | None = None) -> bool:
-        now = now or timezone.now()
-        return self.next_check_at is None or self.next_check_at <= now
-
     # --- state changes -------------------------------------------------------------
     @classmethod
     def claim_scheduled_check(cls, now: datetime | None = None) -> bool:

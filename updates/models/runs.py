@@ -3,11 +3,13 @@
 Nothing outside this module assigns `UpdateRun.status`. Every change goes through one
 method (`request`, `mark_running`, `record_events`, `mark_finished`, `cancel`, `expire`) that
 runs inside `atomic()` with the row locked by `select_for_update()`, and announces the
-change with `updates.signals.run_status_changed` once the transaction commits.
+change with `updates.signals.run_status_changed` once the transaction commits. The methods
+touch nothing but the database: the trigger file that goes with a request, a cancel or an
+expiry is `updates.actions`' business.
 
     requested ──► running ──► succeeded | failed | rolled_back
         │
-        ├──► failed      (the agent rejected the trigger)
+        ├──► failed      (the agent rejected the trigger, or it could not be written)
         ├──► expired     (no agent claimed it within OPENTRACE_TRIGGER_TIMEOUT)
         └──► cancelled   (an admin withdrew it before an agent claimed it)
 
@@ -21,7 +23,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
@@ -29,13 +31,9 @@ from django.utils import timezone
 
 from updates import signals
 
-STEPS = ("preflight", "backup", "fetch", "build", "deploy", "migrate", "healthcheck", "rollback")
-
 
 class RunError(Exception):
-    """A run operation the state machine refuses. `permanent`: asking again cannot help."""
-
-    permanent = True
+    """A run operation the state machine refuses; `seq` names the agent event that asked."""
 
     def __init__(self, message: str, *, seq: int | None = None) -> None:
         super().__init__(message)
@@ -88,6 +86,17 @@ SYSTEM_REQUESTER = "system"
 
 # Every field an agent event may change (see UpdateRun._apply_event).
 EVENT_FIELDS = ("status", "started_at", "finished_at", "error", "failed_step", "rollback_cause")
+
+
+class TimelineStep(TypedDict):
+    """One step of a run as its step events tell it (see UpdateRun.step_timeline)."""
+
+    name: str
+    state: str  # the latest: started | succeeded | failed | skipped
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: timedelta | None
+    message: str
 
 
 @dataclass(frozen=True)
@@ -193,13 +202,20 @@ class UpdateRun(models.Model):
     def active(cls) -> UpdateRun | None:
         return cls.objects.filter(status__in=ACTIVE).select_related("requested_by").first()
 
-    def step_timeline(self) -> list[dict[str, Any]]:
+    def step_timeline(self) -> list[TimelineStep]:
         """Each step with its state, start, end and duration, in the order they started."""
-        steps: dict[str, dict[str, Any]] = {}
+        steps: dict[str, TimelineStep] = {}
         for event in self.events.filter(kind=UpdateEvent.Kind.STEP).order_by("seq"):
             entry = steps.setdefault(
                 event.step,
-                {"name": event.step, "state": "", "started_at": None, "finished_at": None, "message": ""},
+                {
+                    "name": event.step,
+                    "state": "",
+                    "started_at": None,
+                    "finished_at": None,
+                    "duration": None,
+                    "message": "",
+                },
             )
             entry["state"] = event.state
             if event.message:
@@ -239,13 +255,12 @@ class UpdateRun(models.Model):
         manifest_verified: bool,
         idempotency_key: str,
     ) -> tuple[UpdateRun, bool]:
-        """Create a requested run; the trigger file is written once this commits.
+        """Create a requested run (the database row only: `updates.actions.request_install`
+        applies the refusal rules and writes the trigger file once this commits).
 
         Returns (run, created). The same idempotency key returns the run it created before.
         Raises RunAlreadyActive when another run is requested or running.
         """
-        from updates import trigger
-
         existing = cls.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing, False
@@ -267,8 +282,6 @@ class UpdateRun(models.Model):
                     manifest_verified=manifest_verified,
                     idempotency_key=idempotency_key,
                 )
-                run_id = run.pk
-                transaction.on_commit(lambda: trigger.write_for_run(run_id))
                 _announce(run.pk, "", RunStatus.REQUESTED)
         except IntegrityError:
             existing = cls.objects.filter(idempotency_key=idempotency_key).first()
@@ -336,13 +349,10 @@ class UpdateRun(models.Model):
         self._sync(run)
 
     def cancel(self, *, by: Any = None) -> None:
-        """Withdraw a run no agent has claimed; its trigger file is removed first."""
-        from updates import trigger
-
+        """Cancel a requested run. The caller has withdrawn its trigger first, so that no
+        agent can still claim it (`updates.actions.cancel_run`)."""
         if self.status != RunStatus.REQUESTED:
             raise TransitionRefused(f"only a requested run can be cancelled; this one is {self.status}")
-        if trigger.withdraw(self.pk) == trigger.Withdrawal.CLAIMED:
-            raise TransitionRefused("an agent has already claimed this run; it can no longer be cancelled")
         who = getattr(by, "username", "") or "an admin"
         with transaction.atomic():
             run = self._locked()
@@ -351,11 +361,8 @@ class UpdateRun(models.Model):
         self._sync(run)
 
     def expire(self) -> bool:
-        """Expire a requested run no agent claimed in time. False when an agent has claimed it."""
-        from updates import trigger
-
-        if trigger.withdraw(self.pk) == trigger.Withdrawal.CLAIMED:
-            return False
+        """Expire a requested run no agent claimed in time; False when it is no longer requested.
+        The caller has withdrawn its trigger first (`updates.actions.expire_run`)."""
         timeout = settings.OPENTRACE_TRIGGER_TIMEOUT
         with transaction.atomic():
             run = self._locked()
