@@ -1,4 +1,4 @@
-"""The SMTP settings row (a singleton) and the log of notices sent from it."""
+"""The SMTP settings row (a singleton) and the log of notices sent through it."""
 
 from __future__ import annotations
 
@@ -185,13 +185,11 @@ class SmtpSettings(models.Model):
 
 class NoticeLog(models.Model):
     """One notice to one recipient. The unique (kind, key, recipient) row is the claim that
-    makes a notice go out at most once, however many checks or duplicate events ask for it."""
+    makes a notice go out at most once, however often its sender asks for it.
 
-    class Kind(models.TextChoices):
-        UPDATE_AVAILABLE = "update_available", "New version available"
-        RUN_STARTED = "run_started", "Update started"
-        RUN_SUCCEEDED = "run_succeeded", "Update succeeded"
-        RUN_FAILED = "run_failed", "Update failed or rolled back"
+    `kind` and `key` are the sender's words (e.g. "run_failed" and
+    "<run id>:failed"); this app stores and compares them, and never interprets them.
+    """
 
     class Status(models.TextChoices):
         SENDING = "sending", "Sending"
@@ -199,8 +197,8 @@ class NoticeLog(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
 
-    kind = models.CharField(max_length=32, choices=Kind.choices)
-    key = models.CharField(max_length=200, help_text="The version, or run id and status.")
+    kind = models.CharField(max_length=32, help_text="What the notice is about, in its sender's words.")
+    key = models.CharField(max_length=200, help_text="What makes the notice unique within its kind.")
     recipient = models.CharField(max_length=320)
     subject = models.CharField(max_length=300, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
@@ -222,7 +220,7 @@ class NoticeLog(models.Model):
         indexes = [models.Index(fields=["status", "updated_at"])]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.key} → {self.recipient}"
+        return f"{self.kind} {self.key} → {self.recipient}"
 
     @classmethod
     def claim(cls, *, kind: str, key: str, recipient: str, subject: str, task_id: str) -> NoticeLog | None:

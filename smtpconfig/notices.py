@@ -2,8 +2,9 @@
 
 A notice (kind, key) goes to every recipient of the SMTP settings. For each recipient the
 caller first claims the unique (kind, key, recipient) log row; only the task that created
-the row (and its own retries) may send it, so ten checks finding the same version, or a
-repeated run event, produce one mail per recipient.
+the row (and its own retries) may send it, so however often the sender asks for the same
+notice, each recipient gets one mail. What a kind or a key means is the sender's business
+(such as the update notices); this module only compares them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Notice:
-    kind: str  # a NoticeLog.Kind value
-    key: str  # what makes it unique for a recipient: the version, or "<run id>:<status>"
+    kind: str  # the sender's name for this kind of notice, e.g. "update_available"
+    key: str  # what makes it unique for a recipient within its kind, e.g. a version
     subject: str
     text: str
     html: str

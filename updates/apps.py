@@ -6,3 +6,9 @@ from django.apps import AppConfig
 class UpdatesConfig(AppConfig):
     name = "updates"
     verbose_name = "Updates"
+
+    def ready(self) -> None:
+        # Update notices hang off the update flow's signals; the receivers only enqueue.
+        from updates import notices
+
+        notices.connect()

@@ -1,19 +1,34 @@
-"""Celery tasks. Beat calls both every minute; each decides cheaply whether there is work."""
+"""Celery tasks of the update flow.
+
+Beat calls the first two every minute; each decides cheaply whether there is work. The
+notice tasks are enqueued by `updates.notices` after the change they announce has
+committed; they take plain ids, re-read what they need, and never raise except to retry:
+a mail problem is recorded in the notice log and logged, and can never fail an update.
+"""
 
 from __future__ import annotations
 
 import logging
+import random
+import uuid
 from datetime import timedelta
+from typing import Any
 
 from celery import shared_task
+from celery.exceptions import Retry
 from django.conf import settings
 from django.utils import timezone
 
-from updates import actions
+from smtpconfig.notices import Notice, deliver
+from updates import actions, notices
 from updates.checking import run_check
 from updates.models import RegistryCheck, RegistryState, RunStatus, UpdateRun
 
 logger = logging.getLogger(__name__)
+
+MAX_RETRIES = 6
+RETRY_BASE_SECONDS = 30
+RETRY_CAP_SECONDS = 3600
 
 
 @shared_task(name="updates.tasks.check_for_updates_if_due", ignore_result=True)
@@ -39,3 +54,69 @@ def expire_unclaimed_runs() -> int:
             # The updates dir misbehaves (permissions, a full disk): the other runs still expire.
             logger.exception("could not withdraw the trigger of run %s; it expires on a later pass", run_id)
     return expired
+
+
+# --- notices --------------------------------------------------------------------------------
+def backoff(retries: int) -> int:
+    """Seconds before retry number `retries + 1`: 30, 60, 120, ... capped at an hour, plus up to
+    20% jitter so many notices failing together do not hammer the server together."""
+    delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**retries)
+    return delay + random.randint(0, delay // 5)
+
+
+def _send(task: Any, notice: Notice | None) -> str:
+    if notice is None:
+        return "nothing to send"
+    request = task.request
+    # Called directly (not through Celery) there is no task id and nothing to retry with.
+    task_id = request.id or f"direct-{uuid.uuid4()}"
+    final = request.called_directly or request.retries >= task.max_retries
+    delivery = deliver(notice, task_id=task_id, final_attempt=final)
+    if delivery.should_retry:
+        raise task.retry(countdown=backoff(request.retries))
+    if delivery.no_transport:
+        return "no SMTP server configured"
+    return f"sent {len(delivery.sent)}, skipped {len(delivery.skipped)}, failed {len(delivery.failed)}"
+
+
+def _update_available(task: Any, version: str) -> str:
+    try:
+        return _send(task, notices.update_available_notice(version))
+    except Retry:
+        raise
+    except Exception:
+        logger.exception("Notice 'version %s available' could not be sent", version)
+        return "error"
+
+
+def _run_status(task: Any, run_id: str, new_status: str) -> str:
+    try:
+        return _send(task, notices.run_notice(run_id, new_status))
+    except Retry:
+        raise
+    except Exception:
+        logger.exception("Notice for update run %s (%s) could not be sent", run_id, new_status)
+        return "error"
+
+
+@shared_task(bind=True, name="updates.tasks.send_update_available_notice", max_retries=MAX_RETRIES)
+def send_update_available_notice(self: Any, version: str) -> str:
+    return _update_available(self, version)
+
+
+@shared_task(bind=True, name="updates.tasks.send_run_notice", max_retries=MAX_RETRIES)
+def send_run_notice(self: Any, run_id: str, new_status: str) -> str:
+    return _run_status(self, run_id, new_status)
+
+
+# The names these tasks had up to 1.1.x, when they lived in smtpconfig.tasks: a notice that
+# was queued, or waiting to retry, while an install updated itself is still delivered (by
+# the same task id, which alone may reclaim its notice log rows). Nothing enqueues them.
+@shared_task(bind=True, name="smtpconfig.tasks.send_update_available_notice", max_retries=MAX_RETRIES)
+def legacy_update_available_notice(self: Any, version: str, severity: str = "", notes: str = "") -> str:
+    return _update_available(self, version)
+
+
+@shared_task(bind=True, name="smtpconfig.tasks.send_run_notice", max_retries=MAX_RETRIES)
+def legacy_run_notice(self: Any, run_id: str, new_status: str) -> str:
+    return _run_status(self, run_id, new_status)

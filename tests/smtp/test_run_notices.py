@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from smtpconfig import tasks
 from smtpconfig.models import NoticeLog
 from tests.smtp.conftest import configure_smtp
+from updates import tasks
 from updates.models import EventIn, UpdateRun
 from updates.signals import run_status_changed
 

@@ -13,9 +13,10 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 
 from opentrace.celery import app as celery_app
-from smtpconfig import tasks
 from smtpconfig.models import NoticeLog
 from tests.smtp.conftest import configure_smtp
+from updates import tasks
+from updates.models import RegistryState
 
 
 def wait_for(predicate, timeout: float = 20.0) -> bool:
@@ -36,11 +37,14 @@ def test_a_worker_retries_a_temporary_failure_through_the_broker(superuser, smtp
     monkeypatch.setitem(celery_app.conf, "worker_hijack_root_logger", False)
     server = smtp_server("none", data_replies=["451 4.3.0 Try again later"] * 2)
     configure_smtp(server)
+    state = RegistryState.load()
+    state.releases = [{"version": "1.2.0"}]  # what the check that found 1.2.0 stored
+    state.save(update_fields=["releases"])
     # A queue of our own, so the worker runs nothing that other tests left in the broker.
     queue = f"smtp-test-{uuid.uuid4().hex[:8]}"
 
     with start_worker(celery_app, perform_ping_check=False, queues=[queue], shutdown_timeout=20):
-        result = tasks.send_update_available_notice.apply_async(args=["1.2.0", "normal", ""], queue=queue)
+        result = tasks.send_update_available_notice.apply_async(args=["1.2.0"], queue=queue)
         assert wait_for(lambda: NoticeLog.objects.filter(status="sent").exists()), list(
             NoticeLog.objects.values("status", "attempts", "error")
         )

@@ -1,0 +1,176 @@
+"""Update notices (SPEC §10): which update events mail the operators, and what the mails say.
+
+The receivers of `updates.signals` (connected by `UpdatesConfig.ready()`) only enqueue a
+task of `updates.tasks` once the transaction commits, and swallow every error, so a notice
+can never fail a check or an update. The task calls `update_available_notice()` or
+`run_notice()` here to build the message from the database as it is then, and hands it to
+`smtpconfig.notices.deliver()`, which sends it once per recipient. The notice log's `kind`
+is one of the KIND_* names below; the mail app stores it without reading it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, reverse
+
+from smtpconfig.notices import Notice
+from updates import signals
+from updates.models import RegistryState, RunStatus, UpdateRun
+from updates.registry_document import parse_version
+
+logger = logging.getLogger(__name__)
+
+KIND_UPDATE_AVAILABLE = "update_available"
+KIND_RUN_STARTED = "run_started"
+KIND_RUN_SUCCEEDED = "run_succeeded"
+KIND_RUN_FAILED = "run_failed"  # failed or rolled back: the same people must act on both
+
+RUN_STATUS_KINDS = {
+    RunStatus.RUNNING: KIND_RUN_STARTED,
+    RunStatus.SUCCEEDED: KIND_RUN_SUCCEEDED,
+    RunStatus.FAILED: KIND_RUN_FAILED,
+    RunStatus.ROLLED_BACK: KIND_RUN_FAILED,
+}
+LOG_TAIL_LINES = 50
+# Publishing to the broker must not hold up the request or agent call that changed state.
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+
+# --- receivers ---------------------------------------------------------------------------
+def on_update_available(sender: Any, *, version: str, **_: Any) -> None:
+    from updates.tasks import send_update_available_notice
+
+    _enqueue(send_update_available_notice, str(version))
+
+
+def on_run_status_changed(sender: Any, *, run_id: Any, new_status: str, **_: Any) -> None:
+    if new_status not in RUN_STATUS_KINDS:
+        return
+    from updates.tasks import send_run_notice
+
+    _enqueue(send_run_notice, str(run_id), str(new_status))
+
+
+def _enqueue(task: Any, *args: str) -> None:
+    """Publish `task(*args)` once the transaction commits; never raise.
+
+    Not `task.delay_on_commit()`: a broker that is down would raise out of the commit into
+    the request or the agent's report that caused the notice.
+    """
+
+    def publish() -> None:
+        try:
+            task.apply_async(args=args, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+        except Exception:
+            logger.exception("Could not enqueue %s%r; the notice is lost", task.name, args)
+
+    try:
+        transaction.on_commit(publish)
+    except Exception:
+        logger.exception("Could not schedule %s%r", task.name, args)
+
+
+def connect() -> None:
+    signals.update_available.connect(on_update_available, dispatch_uid="notices.update_available")
+    signals.run_status_changed.connect(on_run_status_changed, dispatch_uid="notices.run_status_changed")
+
+
+# --- messages ----------------------------------------------------------------------------
+def _absolute(path: str) -> str:
+    return f"{settings.OPENTRACE_BASE_URL}{path}"
+
+
+def _base_context() -> dict[str, Any]:
+    return {
+        "instance_name": settings.OPENTRACE_INSTANCE_NAME,
+        "base_url": settings.OPENTRACE_BASE_URL,
+        "running_version": settings.OPENTRACE_VERSION,
+        "admin_url": _absolute(reverse("admin:index")),
+    }
+
+
+def _render(kind: str, key: str, subject: str, context: dict[str, Any]) -> Notice:
+    context = {**context, "subject": subject}
+    return Notice(
+        kind=kind,
+        key=key,
+        subject=subject,
+        text=render_to_string(f"updates/notices/{kind}.txt", context),
+        html=render_to_string(f"updates/notices/{kind}.html", context),
+    )
+
+
+def _one_line(value: str, limit: int) -> str:
+    """A registry-supplied value made safe for a subject line and a log key."""
+    return " ".join(str(value).split())[:limit]
+
+
+def update_available_notice(version: str) -> Notice | None:
+    """The "new version available" notice for `version`, from the releases the last check
+    stored; None when that release is no longer offered (withdrawn since, or installed)."""
+    wanted, running = parse_version(version), parse_version(settings.OPENTRACE_VERSION)
+    releases = RegistryState.load().release_list() if wanted is not None else []
+    release = next((r for r in releases if parse_version(r.version) == wanted), None)
+    if release is None or (running is not None and release.parsed_version <= running):
+        logger.info("Version %.64r is no longer offered; no notice", version)
+        return None
+    instance = settings.OPENTRACE_INSTANCE_NAME
+    shown, severity = _one_line(release.version, 64), _one_line(release.severity, 32)
+    label = f" ({severity})" if severity and severity != "normal" else ""
+    subject = f"[{instance}] OpenTrace {shown} is available{label}"
+    context = {**_base_context(), "version": shown, "severity": severity, "notes": release.notes}
+    return _render(KIND_UPDATE_AVAILABLE, shown, subject, context)
+
+
+def _run_link(run: UpdateRun) -> str:
+    try:
+        return _absolute(reverse("admin:updates_updaterun_change", args=[run.pk]))
+    except NoReverseMatch:
+        return _absolute(reverse("admin:index"))
+
+
+def _requested_by(run: UpdateRun) -> str:
+    # The username is kept on the run even after the user is deleted.
+    if run.requested_by_username:
+        return run.requested_by_username
+    return run.requested_by.get_username() if run.requested_by is not None else ""
+
+
+def run_notice(run_id: str, new_status: str) -> Notice | None:
+    """The notice for a run reaching `new_status`, or None when the run is gone or the
+    status gets no notice."""
+    kind = RUN_STATUS_KINDS.get(new_status)
+    if kind is None:
+        return None
+    try:
+        run = UpdateRun.objects.select_related("requested_by").get(pk=uuid.UUID(str(run_id)))
+    except (UpdateRun.DoesNotExist, ValueError):
+        logger.info("Update run %.64r is gone; no notice", run_id)
+        return None
+
+    instance = settings.OPENTRACE_INSTANCE_NAME
+    subjects = {
+        RunStatus.RUNNING: f"[{instance}] Update to {run.to_version} started",
+        RunStatus.SUCCEEDED: f"[{instance}] Update to {run.to_version} succeeded",
+        RunStatus.FAILED: f"[{instance}] Update to {run.to_version} FAILED",
+        RunStatus.ROLLED_BACK: f"[{instance}] Update to {run.to_version} failed and was rolled back",
+    }
+    duration = run.duration
+    context = {
+        **_base_context(),
+        "run": run,
+        "status": new_status,
+        "target": f"{run.from_version} → {run.to_version}",
+        "requested_by": _requested_by(run),
+        "duration": str(duration).split(".")[0] if duration is not None else "",
+        "run_url": _run_link(run),
+        "log_tail": run.log_lines(tail=LOG_TAIL_LINES) if kind == KIND_RUN_FAILED else [],
+        "log_tail_limit": LOG_TAIL_LINES,
+    }
+    return _render(kind, f"{run.pk}:{new_status}", subjects[new_status], context)
