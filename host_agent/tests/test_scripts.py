@@ -29,7 +29,9 @@ def test_updater_sh_runs_the_agent(project, backend):
     done = subprocess.run(
         [str(UPDATER), *argv],
         # The agent's Python needs requirements-agent.txt; the test's own Python has it.
-        env=agent_env(OPENTRACE_PROJECT_DIR=str(project.checkout), OPENTRACE_AGENT_HOST_PYTHON=sys.executable),
+        env=agent_env(
+            OPENTRACE_PROJECT_DIR=str(project.checkout), OPENTRACE_AGENT_HOST_PYTHON=sys.executable
+        ),
         capture_output=True,
         text=True,
         timeout=120,

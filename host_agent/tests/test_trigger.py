@@ -200,7 +200,9 @@ def _signed_with_manifest(manifest: bytes) -> dict:
 @pytest.mark.parametrize(
     ("make_trigger", "reason"),
     [
-        pytest.param(lambda: b"[" * 50000, "the trigger is not JSON (nested too deeply)", id="deeply-nested-trigger"),
+        pytest.param(
+            lambda: b"[" * 50000, "the trigger is not JSON (nested too deeply)", id="deeply-nested-trigger"
+        ),
         pytest.param(
             # json.dumps escapes it, so the file is plain ASCII; the parsed field is a lone surrogate.
             lambda: json.dumps({**trigger_fields("1.2.0"), "requested_by": "\ud800"}).encode(),
