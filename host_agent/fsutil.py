@@ -24,6 +24,7 @@ def write_json(path: Path, value: object) -> None:
 
 def read_json(path: Path) -> object | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value: object = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    return value
