@@ -42,7 +42,9 @@ RUN groupadd --system --gid 10001 opentrace \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 # The code belongs to root and is read-only for the app user: the running app cannot
-# rewrite itself. Only /app/data (a volume) is writable.
+# rewrite itself. Only /app/data (a volume) is writable. The whole tree but what
+# .dockerignore leaves out (tests, benchmarks, data, secrets): contract/ comes along, the
+# backend imports it (tests/packaging/test_build_context.py checks what gets in).
 COPY . /app
 
 # Static files are collected at build time (whitenoise serves them with hashed names).

@@ -192,9 +192,12 @@ have python3 || die "python3 is required (the host agent runs on it): install py
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
   die "python3 3.10 or newer is required (the host agent runs on it), found $(python3 --version 2>&1)"
 have git || die "git is required (updates are fetched with git): install git"
+# What the agent imports from requirements-agent.txt: the Docker SDK (compose preset), and
+# packaging and cryptography (contract/: the registry document and the trigger).
+agent_imports='import docker, packaging.version, cryptography.hazmat.primitives.asymmetric.ed25519'
 if ((install_agent)) && [[ -n ${OPENTRACE_AGENT_HOST_PYTHON:-} ]]; then
-  "$OPENTRACE_AGENT_HOST_PYTHON" -c 'import docker' 2>/dev/null ||
-    die "OPENTRACE_AGENT_HOST_PYTHON=$OPENTRACE_AGENT_HOST_PYTHON cannot import the Docker SDK the agent needs (pip install -r requirements-agent.txt)"
+  "$OPENTRACE_AGENT_HOST_PYTHON" -c "$agent_imports" 2>/dev/null ||
+    die "OPENTRACE_AGENT_HOST_PYTHON=$OPENTRACE_AGENT_HOST_PYTHON cannot import the Docker SDK, packaging and cryptography the agent needs (pip install -r requirements-agent.txt)"
 fi
 
 compose=()
@@ -499,13 +502,14 @@ start_background_agent() {
   log "systemd is not running here: started updater.sh in the background (pid $!, log $log_file)"
 }
 
-# The agent runs on the host's Python; its compose preset needs the Docker SDK. updater.sh
-# picks OPENTRACE_AGENT_HOST_PYTHON, else .agent-venv, else python3: make sure that one has it.
+# The agent runs on the host's Python with requirements-agent.txt (the Docker SDK for its
+# compose preset, packaging and cryptography for contract/). updater.sh picks
+# OPENTRACE_AGENT_HOST_PYTHON, else .agent-venv, else python3: make sure that one has them.
 prepare_agent_python() {
   local venv=$project_dir/.agent-venv requirements=$project_dir/requirements-agent.txt
   [[ -z ${OPENTRACE_AGENT_HOST_PYTHON:-} ]] || return 0 # checked with the prerequisites
-  if [[ ! -x $venv/bin/python ]] && python3 -c 'import docker' 2>/dev/null; then
-    log "agent: python3 already has the Docker SDK"
+  if [[ ! -x $venv/bin/python ]] && python3 -c "$agent_imports" 2>/dev/null; then
+    log "agent: python3 already has the Docker SDK, packaging and cryptography"
     return 0
   fi
   [[ -f $requirements ]] || die "$requirements is missing; cannot set up the agent (use --no-agent to skip)"

@@ -525,7 +525,8 @@ class Suite:
 
     # --- 4b. trigger readers ---------------------------------------------------------
     def triggers(self, count: int) -> dict[str, Any]:
-        from host_agent.errors import SignatureUnavailable, TriggerRejected
+        from contract.signing import trigger_signature
+        from host_agent.errors import TriggerRejected
         from host_agent.trigger import TriggerSwapped, read_trigger, run_id_hint
         from updates import trigger as backend_trigger
 
@@ -546,7 +547,7 @@ class Suite:
             if isinstance(values, dict):
                 values = {k: v for k, v in values.items() if k != "signature"}
                 with contextlib.suppress(TypeError, ValueError):  # unserialisable: left unsigned
-                    values["signature"] = backend_trigger.sign(values, self.secret)
+                    values["signature"] = trigger_signature(self.secret, values)
             return dumps(values)
 
         cases: list[tuple[str, Any]] = [("valid", signed(fields))]
@@ -621,9 +622,7 @@ class Suite:
                 elif exc is None:
                     if reader == "agent":
                         outcomes["agent: accepted"] += 1
-                elif isinstance(
-                    exc, (TriggerRejected, SignatureUnavailable, TriggerSwapped, FileNotFoundError)
-                ):
+                elif isinstance(exc, (TriggerRejected, TriggerSwapped, FileNotFoundError)):
                     outcomes[f"{reader}: {type(exc).__name__}"] += 1
                 else:  # the count this section exists for
                     outcomes[f"{reader}: CRASH {type(exc).__name__}"] += 1
@@ -643,7 +642,7 @@ class Suite:
 
     def _agent_on_hostile_triggers(self) -> list[dict[str, Any]]:
         """The real `once` on a few hostile triggers: exit 2, moved to rejected/, no traceback."""
-        from updates import trigger as backend_trigger
+        from contract.signing import trigger_signature
 
         base = self.tmp / "once-hostile"
         project = common.make_project(base, start="1.1.5", releases=["1.2.0"])
@@ -665,15 +664,15 @@ class Suite:
             "deeply nested": b"[" * 50000 + b"]" * 50000,
             "bad signature": dumps({**fields, "signature": "0" * 64}),
             "unknown field": dumps(
-                {**fields, "extra": 1, "signature": backend_trigger.sign({**fields, "extra": 1}, self.secret)}
+                {**fields, "extra": 1, "signature": trigger_signature(self.secret, {**fields, "extra": 1})}
             ),
             "manifest without the target": dumps(
                 {
                     **fields,
                     "manifest": base64.b64encode(common.manifest("9.9.9")).decode(),
-                    "signature": backend_trigger.sign(
-                        {**fields, "manifest": base64.b64encode(common.manifest("9.9.9")).decode()},
+                    "signature": trigger_signature(
                         self.secret,
+                        {**fields, "manifest": base64.b64encode(common.manifest("9.9.9")).decode()},
                     ),
                 }
             ),
@@ -681,8 +680,8 @@ class Suite:
                 {
                     **fields,
                     "manifest": base64.b64encode(b"[" * 50000).decode(),
-                    "signature": backend_trigger.sign(
-                        {**fields, "manifest": base64.b64encode(b"[" * 50000).decode()}, self.secret
+                    "signature": trigger_signature(
+                        self.secret, {**fields, "manifest": base64.b64encode(b"[" * 50000).decode()}
                     ),
                 }
             ),
@@ -721,9 +720,23 @@ class Suite:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        from host_agent import manifest as agent_manifest
-        from host_agent.errors import SignatureUnavailable, TriggerRejected
-        from updates.registry_document import RegistryError, parse_document
+        from contract.registry import RegistryError, parse_document
+        from contract.signing import trigger_signature
+        from host_agent.errors import TriggerRejected
+        from host_agent.trigger import parse_trigger
+
+        def signed_trigger(manifest: bytes) -> bytes:
+            """The body as a trigger's manifest: the agent reads it through `parse_trigger`."""
+            fields = {
+                "run_id": str(uuid.uuid4()),
+                "target_version": "1.2.0",
+                "git_tag": "v1.2.0",
+                "git_commit": "a" * 40,
+                "requested_by": "bench_admin",
+                "requested_at": "2026-11-27T12:00:00Z",
+                "manifest": base64.b64encode(manifest).decode(),
+            }
+            return dumps({**fields, "signature": trigger_signature(self.secret, fields)})
 
         key = Ed25519PrivateKey.generate()
         public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -801,9 +814,15 @@ class Suite:
                 outcomes[f"backend: CRASH {type(exc).__name__}"] += 1
                 crashes.append(f"backend on {kind}: {type(exc).__name__}: {str(exc)[:120]} ({_where(exc)})")
             try:
-                agent_manifest.releases(body, use, now)
+                parse_trigger(
+                    signed_trigger(body),
+                    secret=self.secret,
+                    registry_keys=use,
+                    running_version="1.1.5",
+                    now=now,
+                )
                 outcomes["agent: accepted"] += 1
-            except (TriggerRejected, SignatureUnavailable) as exc:
+            except TriggerRejected as exc:
                 outcomes[f"agent: {type(exc).__name__}"] += 1
             except Exception as exc:
                 outcomes[f"agent: CRASH {type(exc).__name__}"] += 1

@@ -17,7 +17,7 @@ from host_agent.backend import BackendClient
 from host_agent.backup import apply_retention, backup_sets, create_backup
 from host_agent.clock import UTC
 from host_agent.config import AgentConfig
-from host_agent.errors import AgentError, SignatureUnavailable, TriggerRejected
+from host_agent.errors import AgentError, TriggerRejected
 from host_agent.heartbeat import Heartbeat
 from host_agent.journal import Journal
 from host_agent.lock import FileLock, LockHeld
@@ -125,7 +125,7 @@ class Agent:
             try:
                 trigger = self._read_pending()
                 self.store.claim(trigger)
-            except (TriggerRejected, SignatureUnavailable) as exc:
+            except TriggerRejected as exc:
                 self._reject(str(exc))
                 return "rejected"
             except (FileNotFoundError, TriggerSwapped):

@@ -8,8 +8,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from contract.signing import request_headers
 from host_agent.errors import DeliveryError
-from host_agent.signing import request_headers
 
 EVENTS_PATH = "/api/updates/agent/events"
 HEARTBEAT_PATH = "/api/updates/agent/heartbeat"

@@ -26,9 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from contract.files import fsync_dir
 from host_agent.clock import UTC
 from host_agent.errors import AgentError
-from host_agent.fsutil import fsync_dir, write_json
+from host_agent.fsutil import write_json
 
 FORMAT = 1
 MARGIN_BYTES = 128 * 1024 * 1024

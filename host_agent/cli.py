@@ -17,6 +17,7 @@ from host_agent.errors import AgentError, ConfigError
 from host_agent.lock import LockHeld
 
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 2
+AGENT_REQUIREMENTS = ("packaging", "cryptography")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +58,18 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         print(f"host_agent: configuration error: {exc}", file=sys.stderr)
         return EXIT_REJECTED
 
-    from host_agent.agent import Agent
+    try:
+        from host_agent.agent import Agent
+    except ModuleNotFoundError as exc:
+        # The registry and trigger checks (contract/) need these on the agent's Python.
+        if (exc.name or "").partition(".")[0] not in AGENT_REQUIREMENTS:
+            raise
+        print(
+            f"host_agent: this Python ({sys.executable}) has no {exc.name!r} package; "
+            "install requirements-agent.txt for it (install.sh does)",
+            file=sys.stderr,
+        )
+        return EXIT_REJECTED
 
     stop = threading.Event()
     agent = Agent(config, stop=stop)

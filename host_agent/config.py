@@ -7,8 +7,6 @@ A malformed value is a `ConfigError` naming the variable or flag, never a silent
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import re
 import shlex
@@ -18,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from contract.keys import KeysError, parse_registry_keys
 from host_agent.errors import ConfigError
 
 PRESETS = ("compose", "local")
-_KEYID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
@@ -77,28 +75,6 @@ def read_env_file(path: Path) -> dict[str, str]:
             value = value[1:-1]
         values[key] = value
     return values
-
-
-def parse_registry_keys(name: str, value: str | None) -> dict[str, bytes]:
-    """`keyid:base64,keyid:base64` → {keyid: 32-byte Ed25519 public key} (same rules as the backend)."""
-    keys: dict[str, bytes] = {}
-    for item in (value or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        keyid, sep, encoded = item.partition(":")
-        if not sep or not _KEYID.match(keyid):
-            raise ConfigError(f"{name}: expected keyid:base64 pairs, got {item!r}")
-        try:
-            raw = base64.b64decode(encoded.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise ConfigError(f"{name}: key {keyid!r} is not valid base64") from None
-        if len(raw) != 32:
-            raise ConfigError(f"{name}: key {keyid!r} is not a 32-byte Ed25519 public key")
-        if keyid in keys:
-            raise ConfigError(f"{name}: key id {keyid!r} appears twice")
-        keys[keyid] = raw
-    return keys
 
 
 def _read_secret_file(path: Path, name: str) -> str:
@@ -179,7 +155,10 @@ def load_config(
         )
 
     keys_raw = environ.get("OPENTRACE_REGISTRY_KEYS") or dotenv.get("OPENTRACE_REGISTRY_KEYS")
-    registry_keys = parse_registry_keys("OPENTRACE_REGISTRY_KEYS", keys_raw)
+    try:
+        registry_keys = parse_registry_keys(keys_raw)
+    except KeysError as exc:
+        raise ConfigError(f"OPENTRACE_REGISTRY_KEYS: {exc}") from None
 
     python = pick("python", "OPENTRACE_AGENT_PYTHON")
     if python is None:

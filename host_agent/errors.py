@@ -35,7 +35,3 @@ class DeliveryError(AgentError):
         super().__init__(message)
         self.permanent = permanent
         self.status = status
-
-
-class SignatureUnavailable(AgentError):
-    """Pinned keys are configured but this host cannot verify Ed25519 signatures."""

@@ -1,40 +1,30 @@
-"""Durable file writes: the journal and the outbox must survive a crash or a power cut."""
+"""Durable JSON files of the agent's own state: the journal must survive a crash or a power cut.
+
+The atomic write itself is `contract.files.write_atomic` (the backend writes the trigger
+the same way).
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from contract.files import write_atomic
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write a temp file beside `path`, fsync it, rename it over `path`, fsync the directory."""
+def write_private(path: Path, data: bytes) -> None:
+    """Replace `path` atomically with a file only the agent's user can read (0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    write_atomic(path, data, mode=0o600)
 
 
 def write_json(path: Path, value: object) -> None:
-    write_atomic(path, json.dumps(value, indent=2, sort_keys=True).encode() + b"\n")
+    write_private(path, json.dumps(value, indent=2, sort_keys=True).encode() + b"\n")
 
 
 def read_json(path: Path) -> object | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value: object = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    return value

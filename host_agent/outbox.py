@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_agent.fsutil import fsync_dir, write_atomic
-
-TERMINAL_RUN_STATES = {"succeeded", "failed", "rolled_back"}
+from contract.events import TERMINAL_RUN_STATES
+from contract.files import fsync_dir
+from host_agent.fsutil import write_private
 
 
 @dataclass
@@ -117,7 +117,7 @@ class Outbox:
             run = self._run(run_id)
             if run is None or seq <= run.acked:
                 return
-            write_atomic(self._acked_path(run.path), f"{seq}\n".encode())
+            write_private(self._acked_path(run.path), f"{seq}\n".encode())
             run.acked = seq
             if run.complete and not run.pending:
                 self._remove(run)
@@ -131,7 +131,7 @@ class Outbox:
         with self._lock:
             run = self._run(run_id)
             if run is not None:
-                write_atomic(self._acked_path(run.path), b"0\n")
+                write_private(self._acked_path(run.path), b"0\n")
 
     def drop(self, run_id: str, seq: int, reason: str) -> None:
         """The backend refused an event for good: keep it in `dead/` for the operator, move on."""

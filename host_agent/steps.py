@@ -12,6 +12,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.events import StepName
+from contract.registry import parse_version
 from host_agent.backend import BackendClient
 from host_agent.backup import (
     BackupError,
@@ -26,9 +28,11 @@ from host_agent.errors import StepFailed
 from host_agent.git import Git
 from host_agent.journal import Journal, RunRecord
 from host_agent.presets import Preset
-from host_agent.versions import compare, parse_version
 
-STEPS = ("preflight", "backup", "fetch", "build", "deploy", "migrate", "healthcheck")
+# The names are the contract's (contract.events.STEPS); the order is still the agent's own:
+# SPEC §7 runs `migrate` before `deploy`, which needs backward-compatible migrations and a
+# deploy beside the old release. Until the zero-downtime issue brings both, `deploy` comes first.
+STEPS: tuple[StepName, ...] = ("preflight", "backup", "fetch", "build", "deploy", "migrate", "healthcheck")
 MIN_FREE_BYTES = 256 * 1024 * 1024
 
 
@@ -60,13 +64,13 @@ def preflight(ctx: StepContext) -> str:
     if dirty:
         raise StepFailed("preflight", f"the work tree has local changes: {', '.join(dirty[:10])}")
     running = ctx.record.from_version
-    if parse_version(running) is not None and compare(ctx.record.target_version, running) <= 0:
+    current, target = parse_version(running), parse_version(ctx.record.target_version)
+    if target is None:
+        raise StepFailed("preflight", f"{ctx.record.target_version!r} is not a version")
+    if current is not None and target <= current:
         raise StepFailed("preflight", f"{ctx.record.target_version} is not newer than the running {running}")
-    if (
-        ctx.min_upgrade_from
-        and parse_version(running) is not None
-        and compare(running, ctx.min_upgrade_from) < 0
-    ):
+    minimum = parse_version(ctx.min_upgrade_from) if ctx.min_upgrade_from else None
+    if minimum is not None and current is not None and current < minimum:
         raise StepFailed(
             "preflight",
             f"{ctx.record.target_version} needs at least {ctx.min_upgrade_from}; this is {running}",

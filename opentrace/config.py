@@ -21,6 +21,9 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from contract.keys import KeysError
+from contract.keys import parse_registry_keys as parse_keys
+
 DEV_SECRET_KEY = "opentrace-development-key-do-not-use-in-production"  # noqa: S105 - refused when DEBUG is off
 DEFAULT_REGISTRY_URL = "https://version.429toomanyre.quest/version.json"
 DEFAULT_CLICKHOUSE_DATABASE = "opentrace"
@@ -29,7 +32,6 @@ _TRUE = {"1", "true", "yes", "on", "y"}
 _FALSE = {"0", "false", "no", "off", "n", ""}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _CHANNEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
-_KEYID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BROKER_SCHEMES = {"redis", "rediss", "amqp", "amqps", "pyamqp", "filesystem", "memory"}
 _DATABASE_ENGINES = {"django.db.backends.sqlite3", "django.db.backends.postgresql"}
 
@@ -191,25 +193,11 @@ def _registry_url(name: str, url: str) -> str:
 
 
 def parse_registry_keys(name: str, value: str | None) -> dict[str, bytes]:
-    """`keyid:base64,keyid:base64` → {keyid: 32-byte Ed25519 public key}."""
-    keys: dict[str, bytes] = {}
-    for item in (value or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        keyid, sep, encoded = item.partition(":")
-        if not sep or not _KEYID.match(keyid):
-            raise ConfigError(name, f"expected keyid:base64 pairs, got {item!r}")
-        try:
-            raw = base64.b64decode(encoded.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise ConfigError(name, f"key {keyid!r} is not valid base64") from None
-        if len(raw) != 32:
-            raise ConfigError(name, f"key {keyid!r} is not a 32-byte Ed25519 public key")
-        if keyid in keys:
-            raise ConfigError(name, f"key id {keyid!r} appears twice")
-        keys[keyid] = raw
-    return keys
+    """`keyid:base64,keyid:base64` → {keyid: 32-byte Ed25519 public key} (the rules of `contract.keys`)."""
+    try:
+        return parse_keys(value)
+    except KeysError as exc:
+        raise ConfigError(name, str(exc)) from None
 
 
 def _fernet_keys(name: str, value: str | None) -> list[str]:

@@ -12,6 +12,7 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
+from contract.registry import RegistryError, parse_document
 from updates import registry
 from updates.models import RegistryCheck, RegistryState
 
@@ -33,7 +34,7 @@ def run_check(trigger: str) -> RegistryCheck:
         and state.retry_not_before > started_at
     ):
         # The registry asked us to slow down; an impatient click must not ignore that.
-        error = registry.RegistryError(
+        error = RegistryError(
             f"the registry asked us to wait until {state.retry_not_before:%Y-%m-%d %H:%M:%S} UTC",
             permanent=False,
         )
@@ -46,19 +47,19 @@ def run_check(trigger: str) -> RegistryCheck:
         result = registry.fetch(url, etag=state.etag if stored is not None else None, deadline=deadline)
         if result.status == 304:
             if stored is None:
-                raise registry.RegistryError("HTTP 304 but no stored document to reuse", permanent=False)
+                raise RegistryError("HTTP 304 but no stored document to reuse", permanent=False)
             body = stored
         else:
             assert result.body is not None
             body = result.body
         # Re-parsed on 304 too: the stored copy's expiry and today's pinned keys still apply.
-        document = registry.parse_document(
+        document = parse_document(
             body,
             keys=settings.OPENTRACE_REGISTRY_KEYS,
             now=timezone.now(),
             highest_meta_version=state.highest_meta_version,
         )
-    except registry.RegistryError as exc:
+    except RegistryError as exc:
         logger.warning("registry check failed: %s", exc)
         return RegistryState.record_failure(trigger=trigger, url=url, started_at=started_at, error=exc)
     for warning in document.warnings:

@@ -19,10 +19,10 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 
+from contract.registry import parse_version
 from smtpconfig.notices import Notice
 from updates import signals
 from updates.models import RegistryState, RunStatus, UpdateRun
-from updates.registry_document import parse_version
 
 logger = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 HTTP rules (SPEC §4.3): https only (http for loopback hosts), TLS verified, connect timeout
 5 s, read timeout 10 s, a 30 s deadline for the whole exchange, the body capped at 256 KiB
 after decompression whatever Content-Length says, at most 3 redirects and never from https
-to http, ETag / If-None-Match, `Retry-After` on 429 and 503. Parsing and verification live
-in `updates.registry_document` (re-exported here), which the host agent vendors.
+to http, ETag / If-None-Match, `Retry-After` on 429 and 503. Parsing and verification are
+`contract.registry`'s, shared with the host agent; failures here are its `RegistryError` too.
 """
 
 from __future__ import annotations
@@ -22,32 +22,10 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
+from contract.registry import MAX_DOCUMENT_BYTES, RegistryError
 from opentrace.config import is_loopback_host
-from updates.registry_document import (
-    MAX_DOCUMENT_BYTES,
-    Document,
-    Offer,
-    RegistryError,
-    Release,
-    parse_document,
-    parse_version,
-    select_offer,
-)
 
-__all__ = [
-    "MAX_DOCUMENT_BYTES",
-    "Document",
-    "FetchResult",
-    "Offer",
-    "RegistryError",
-    "Release",
-    "backoff_delay",
-    "fetch",
-    "parse_document",
-    "parse_retry_after",
-    "parse_version",
-    "select_offer",
-]
+__all__ = ["FetchResult", "RegistryError", "backoff_delay", "fetch", "parse_retry_after"]
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0

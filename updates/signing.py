@@ -1,7 +1,7 @@
 """Publisher side of the signed registry mode: key pairs and signed envelopes (SPEC §4.1 shape 4).
 
-Used by `manage.py registry_keygen` and `manage.py sign_registry`; the install side only
-ever verifies (updates.registry_document).
+Used by `manage.py registry_keygen` and `manage.py sign_registry`; installs (the backend's
+check and the agent) only ever verify, with `contract.registry`.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 
 from host_agent.config import load_config
 from host_agent.errors import ConfigError
-from host_agent.tests.conftest import SECRET, agent_env
+from host_agent.tests.conftest import AGENT_ROOT, SECRET, agent_env, run_agent, trigger_fields, write_trigger
 
 NO_FLAGS: dict[str, object] = {}
 
@@ -115,3 +116,24 @@ def test_status_prints_the_agent_state_as_json(project, backend):
     assert state["agent_running"] is False
     assert state["current_run"] is None
     assert state["outbox_pending"] == 0
+
+
+@pytest.mark.parametrize("package", ["cryptography", "packaging"])
+def test_a_python_without_the_agents_requirements_is_a_clear_error_with_exit_code_2(
+    project, backend, tmp_path, package
+):
+    # A package of that name that fails to import, first on the path: as if it were not installed.
+    blocked = tmp_path / "blocked" / package
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text(
+        f'raise ModuleNotFoundError("No module named {package}", name="{package}")\n'
+    )
+    write_trigger(project, trigger_fields("1.2.0"))
+
+    done = run_agent(project, backend, PYTHONPATH=f"{blocked.parent}{os.pathsep}{AGENT_ROOT}")
+
+    assert done.returncode == 2
+    assert f"no {package!r} package" in done.stderr
+    assert "requirements-agent.txt" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (project.updates / "trigger").exists()  # left for an agent that can read it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -27,7 +28,10 @@ def test_updater_sh_runs_the_agent(project, backend):
 
     done = subprocess.run(
         [str(UPDATER), *argv],
-        env=agent_env(OPENTRACE_PROJECT_DIR=str(project.checkout)),
+        # The agent's Python needs requirements-agent.txt; the test's own Python has it.
+        env=agent_env(
+            OPENTRACE_PROJECT_DIR=str(project.checkout), OPENTRACE_AGENT_HOST_PYTHON=sys.executable
+        ),
         capture_output=True,
         text=True,
         timeout=120,
@@ -36,6 +40,30 @@ def test_updater_sh_runs_the_agent(project, backend):
 
     assert done.returncode == 0, done.stderr
     assert backend.final_state(run_id) == "succeeded"
+
+
+def test_updater_sh_refuses_a_python_without_the_agents_requirements(project, backend, tmp_path):
+    # A Python that is new enough but has neither packaging nor cryptography (SPEC §8: exit 2,
+    # misconfigured), before the agent touches anything.
+    bare = tmp_path / "bare-python"
+    bare.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'packaging'\" >&2\nexit 1\n")
+    bare.chmod(0o755)
+    run_id = write_trigger(project, trigger_fields("1.2.0"))
+
+    done = subprocess.run(
+        [str(UPDATER), *agent_argv(project, backend, "once")],
+        env=agent_env(OPENTRACE_PROJECT_DIR=str(project.checkout), OPENTRACE_AGENT_HOST_PYTHON=str(bare)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert "packaging and cryptography" in done.stderr
+    assert "requirements-agent.txt" in done.stderr
+    assert (project.updates / "trigger").exists()  # left for an agent that can read it
+    assert backend.run_events(run_id) == []
 
 
 def test_the_systemd_unit_starts_updater_sh_and_lets_a_step_finish_on_stop():

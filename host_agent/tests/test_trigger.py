@@ -109,7 +109,7 @@ def test_a_reused_run_id_is_rejected_and_not_reported_into_the_old_run(project, 
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        (b"\xff\xfe not json", "not UTF-8 JSON"),
+        (b"\xff\xfe not json", "the trigger is not JSON (not UTF-8 text"),
         (b"[1, 2]", "not a JSON object"),
         (json.dumps({"run_id": str(uuid.uuid4())}).encode(), "missing field(s)"),
     ],
@@ -161,7 +161,7 @@ class TestPinnedKeys:
 
         done = run_agent(project, backend, OPENTRACE_REGISTRY_KEYS=pinned)
 
-        assert_rejected(project, backend, done, "not a signed envelope", run_id)
+        assert_rejected(project, backend, done, "manifest: the document is not signed", run_id)
 
     def test_a_manifest_signed_with_another_key_is_rejected(self, project, backend, signing_key):
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -172,7 +172,7 @@ class TestPinnedKeys:
 
         done = run_agent(project, backend, OPENTRACE_REGISTRY_KEYS=pinned)
 
-        assert_rejected(project, backend, done, "no signature verifies", run_id)
+        assert_rejected(project, backend, done, "manifest: the signature by 'k1' does not verify", run_id)
 
 
 def test_a_trigger_replaced_between_verification_and_claim_is_not_run_under_the_old_id(project, tmp_path):
@@ -200,7 +200,9 @@ def _signed_with_manifest(manifest: bytes) -> dict:
 @pytest.mark.parametrize(
     ("make_trigger", "reason"),
     [
-        pytest.param(lambda: b"[" * 50000, "not UTF-8 JSON", id="deeply-nested-trigger"),
+        pytest.param(
+            lambda: b"[" * 50000, "the trigger is not JSON (nested too deeply)", id="deeply-nested-trigger"
+        ),
         pytest.param(
             # json.dumps escapes it, so the file is plain ASCII; the parsed field is a lone surrogate.
             lambda: json.dumps({**trigger_fields("1.2.0"), "requested_by": "\ud800"}).encode(),
@@ -209,14 +211,14 @@ def _signed_with_manifest(manifest: bytes) -> dict:
         ),
         pytest.param(
             lambda: _signed_with_manifest(b"[" * 50000),
-            "manifest: not UTF-8 JSON",
+            "manifest: the document is not JSON (nested too deeply)",
             id="deeply-nested-manifest",
         ),
         pytest.param(
             lambda: _signed_with_manifest(
                 json.dumps({"signed": base64.b64encode(b"not json").decode(), "signatures": []}).encode()
             ),
-            "manifest: the signed document is not UTF-8 JSON",
+            "manifest: the signed document is not JSON",
             id="envelope-whose-signed-part-is-not-json",
         ),
     ],

@@ -326,26 +326,30 @@ def test_without_systemd_the_agent_starts_in_the_background_once(sandbox):
     assert int((sandbox.project / "data" / "run" / "agent.pid").read_text()) == pid
 
 
-def test_an_agent_python_without_the_docker_sdk_stops_the_install_before_anything_changes(sandbox):
+def test_an_agent_python_without_the_agents_requirements_stops_the_install_before_anything_changes(sandbox):
     sandbox.set("compose-v2")
     bare = sandbox.root / "bare-python"
     bare.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'docker'\" >&2\nexit 1\n")
     bare.chmod(0o755)
     result = install(sandbox, env={"OPENTRACE_AGENT_HOST_PYTHON": str(bare)})
     assert result.returncode == 1
-    assert "cannot import the Docker SDK" in result.stderr
+    assert "cannot import the Docker SDK, packaging and cryptography" in result.stderr
     assert not sandbox.env_file().exists()
     assert not [call for call in sandbox.calls() if call[0] in ("docker", "docker-compose")]
 
 
-def test_a_python3_that_has_the_docker_sdk_is_used_as_is(sandbox):
+def test_a_python3_that_has_the_agents_requirements_is_used_as_is(sandbox):
     sandbox.set("compose-v2")
-    probe = subprocess.run(["python3", "-c", "import docker"], env={"PATH": str(sandbox.bin)}, check=False)
+    probe = subprocess.run(
+        ["python3", "-c", "import docker, packaging.version, cryptography"],
+        env={"PATH": str(sandbox.bin)},
+        check=False,
+    )
     if probe.returncode != 0:
-        pytest.skip("the host's python3 has no Docker SDK here; install.sh would make .agent-venv with pip")
+        pytest.skip("the host's python3 lacks requirements-agent.txt here; install.sh would make .agent-venv")
     result = install(sandbox, env={"OPENTRACE_AGENT_HOST_PYTHON": ""})
     assert result.returncode == 0, result.stderr
-    assert "agent: python3 already has the Docker SDK" in result.stdout
+    assert "agent: python3 already has the Docker SDK, packaging and cryptography" in result.stdout
     assert not (sandbox.project / ".agent-venv").exists()
 
 

@@ -10,6 +10,7 @@ from email.utils import format_datetime
 
 import pytest
 
+from contract.registry import parse_document
 from tests.updates.registry_server import drip, full_document, respond
 from updates import registry
 from updates.checking import run_check
@@ -60,7 +61,7 @@ def test_a_lying_small_content_length_does_not_let_a_big_body_through(registry_s
     # The client reads at most what was declared; what it got is a truncated, rejected document.
     assert len(result.body) <= 40
     with pytest.raises(registry.RegistryError, match="not JSON"):
-        registry.parse_document(result.body, keys={}, now=datetime.now(UTC))
+        parse_document(result.body, keys={}, now=datetime.now(UTC))
 
 
 def test_a_lying_large_content_length_with_a_short_body_is_an_error(registry_server):

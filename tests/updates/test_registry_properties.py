@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contract.offer import select_offer
+from contract.registry import Document, RegistryError, parse_document
 from tests.updates.registry_server import new_key
-from updates.registry_document import Document, RegistryError, parse_document, select_offer
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 KEY = new_key("k1")

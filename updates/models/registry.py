@@ -17,8 +17,9 @@ from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from contract.offer import Offer, select_offer
+from contract.registry import Document, RegistryError, Release, parse_version
 from updates import signals
-from updates.registry_document import Document, Offer, RegistryError, Release, parse_version, select_offer
 
 CHECK_HISTORY = 100  # checks kept; older rows are deleted after each check
 STALE_AFTER_FAILURES = 3

@@ -7,8 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from contract.registry import RegistryError, parse_signable
 from updates import signing
-from updates.registry_document import RegistryError, parse_signable
 
 
 class Command(BaseCommand):
