@@ -21,6 +21,7 @@ import time
 import uuid
 from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -287,7 +288,7 @@ def trigger_fields(
         "git_tag": f"v{target}",
         "git_commit": None,
         "requested_by": "root_admin",
-        "requested_at": "2026-11-27T12:00:00Z",
+        "requested_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "manifest": base64.b64encode(manifest or manifest_body(target)).decode(),
     }
     fields.update(extra)

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 EVENTS = "/api/updates/agent/events"
 HEARTBEAT = "/api/updates/agent/heartbeat"
@@ -27,7 +28,8 @@ def post(client, path: str, payload: Any, **sign_kwargs: Any):
 
 
 def event(seq: int, kind: str, **fields: Any) -> dict[str, Any]:
-    return {"seq": seq, "kind": kind, "at": "2026-11-27T12:00:00+00:00", **fields}
+    """An event stamped now, as the agent stamps them (the page judges "recent" by these times)."""
+    return {"seq": seq, "kind": kind, "at": timezone.now().isoformat(), **fields}
 
 
 def post_events(client, run_id: Any, *events: dict[str, Any]):
