@@ -147,6 +147,37 @@ def test_a_malformed_body_is_400(client, body):
     assert response.json()["error"]
 
 
+NOT_JSON = [b"{not json", b"\xff\xfe", b"", b"[]", b'"string"', b"{" * 100_000]
+
+
+@pytest.mark.parametrize("path", [EVENTS, HEARTBEAT])
+@pytest.mark.parametrize("body", NOT_JSON, ids=["broken", "not-utf8", "empty", "list", "string", "deep"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        lambda body: {},
+        lambda body: {**sign(body), "HTTP_X_OPENTRACE_SIGNATURE": "sha256=" + "0" * 64},
+        lambda body: sign(body, secret="s" * 48),
+        lambda body: sign(body + b" "),
+        lambda body: sign(body, timestamp=int(time.time()) - 3600),
+    ],
+    ids=["unsigned", "wrong-hmac", "other-secret", "other-body", "old-timestamp"],
+)
+def test_a_body_that_is_not_json_is_401_unless_signed_the_signature_comes_first(client, path, body, headers):
+    # SPEC §6: verified before the body is parsed. A parser that ran first would answer 400.
+    response = client.post(path, data=body, content_type="application/json", **headers(body))
+    assert response.status_code == 401
+    assert response.json()["error"] != "the body is not UTF-8 JSON"
+
+
+@pytest.mark.parametrize("path", [EVENTS, HEARTBEAT])
+@pytest.mark.parametrize("body", NOT_JSON, ids=["broken", "not-utf8", "empty", "list", "string", "deep"])
+def test_a_correctly_signed_body_that_is_not_a_json_object_is_400(client, path, body):
+    response = client.post(path, data=body, content_type="application/json", **sign(body))
+    assert response.status_code == 400
+    assert response.json()["error"] in {"the body is not UTF-8 JSON", "the body is not a JSON object"}
+
+
 @pytest.mark.parametrize(
     "bad_event",
     [
