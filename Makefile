@@ -18,7 +18,7 @@ test: $(STAMP)
 # libfaketime: apt-get install faketime). `.ci/run` runs it after `make test`.
 CLOCK_SHIFT ?= 365d
 CLOCK_SHIFT_TESTS ?= tests/updates tests/smtp tests/test_secrets.py \
-	host_agent/tests/test_trigger.py host_agent/tests/test_outbox.py \
+	host_agent/tests/test_trigger.py host_agent/tests/test_trigger_rules.py host_agent/tests/test_outbox.py \
 	host_agent/tests/test_backup.py host_agent/tests/test_heartbeat.py
 test-clock-shift: $(STAMP)
 	$(PY) -m pytest -p tests.clock_shift --clock-shift=$(CLOCK_SHIFT) $(CLOCK_SHIFT_TESTS) $(PYTEST_ARGS)
