@@ -115,6 +115,16 @@ def test_a_signature_with_another_secret_is_401(client, run):
     assert response.status_code == 401
 
 
+def test_a_signature_wrong_in_its_last_digit_is_401(client, run):
+    body = json.dumps({"run_id": str(run.pk), "events": [event(1, "run", state="running")]}).encode()
+    headers = sign(body)
+    digest = headers["HTTP_X_OPENTRACE_SIGNATURE"]
+    headers["HTTP_X_OPENTRACE_SIGNATURE"] = digest[:-1] + ("0" if digest[-1] != "0" else "1")
+    response = client.post(EVENTS, data=body, content_type="application/json", **headers)
+    assert response.status_code == 401
+    assert run.events.count() == 0
+
+
 def test_a_reserialised_body_no_longer_matches_its_signature(client, run):
     original = json.dumps({"run_id": str(run.pk), "events": [event(1, "run", state="running")]}).encode()
     reserialised = json.dumps(json.loads(original), indent=2).encode()
@@ -129,6 +139,15 @@ def test_any_method_but_post_is_405(client, method):
     assert response.status_code == 405
     assert response["Allow"] == "POST"
     assert client.get(HEARTBEAT).status_code == 405
+
+
+def test_a_declared_oversize_body_is_413_before_it_is_read(client, run):
+    body = json.dumps({"run_id": str(run.pk), "events": [event(1, "run", state="running")]}).encode()
+    response = client.post(
+        EVENTS, data=body, content_type="application/json", **sign(body), CONTENT_LENGTH=str(2 * 1024 * 1024)
+    )
+    assert response.status_code == 413
+    assert run.events.count() == 0
 
 
 def test_an_oversize_body_is_413_before_anything_else(client, run):
