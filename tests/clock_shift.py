@@ -29,6 +29,8 @@ from typing import Any
 import pytest
 
 ENV = "OPENTRACE_TEST_CLOCK_SHIFT"
+# Set for the processes a shifted run starts: their clock is moved already (by libfaketime).
+SHIFTED = "OPENTRACE_TEST_CLOCK_SHIFTED"
 _SHIFT = re.compile(r"^([+-]?)([0-9]{1,6})([dhms])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 # Debian's libfaketime (apt-get install faketime); the MT build is safe with threads.
@@ -72,6 +74,12 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     if not text:
         return
     shift = parse_shift(text)
+    offset = f"{int(shift.total_seconds()):+d}"
+    if os.environ.get(SHIFTED) == offset:
+        # Started by a shifted run (a pytest-xdist worker, a nested pytest): libfaketime,
+        # inherited with the environment, already moves this process's clock.
+        config.stash[_TRAVELLER] = None
+        return
     library = find_libfaketime()
     if library is None:
         raise pytest.UsageError(
@@ -85,7 +93,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # Children inherit these: the agent, git and the fake apps see the same shifted clock.
     preload = os.environ.get("LD_PRELOAD", "")
     os.environ["LD_PRELOAD"] = f"{library}:{preload}" if preload else library
-    os.environ["FAKETIME"] = f"{int(shift.total_seconds()):+d}"
+    os.environ["FAKETIME"] = offset
+    os.environ[SHIFTED] = offset
     # Monotonic clocks move too in the children (durations are unchanged): with only the
     # real-time clock moved, libfaketime's clock_nanosleep makes Python's time.sleep() fail
     # with EINVAL.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -62,7 +63,9 @@ def test_a_malformed_shift_is_a_usage_error_naming_it(text):
 
 
 @pytest.mark.skipif(find_libfaketime() is None, reason="needs libfaketime: apt-get install faketime")
-def pytest_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def pytest_in(
+    folder: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """A separate pytest on `folder` without this project's configuration (no Django)."""
     (folder / "pytest.ini").write_text("[pytest]\n")
     return subprocess.run(
@@ -78,6 +81,7 @@ def pytest_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
             str(folder),
         ],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -94,6 +98,27 @@ def test_a_run_with_the_clock_a_year_ahead_moves_every_clock(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout
     assert "clock shifted by 365d" in done.stdout
+
+
+@pytest.mark.skipif(find_libfaketime() is None, reason="needs libfaketime: apt-get install faketime")
+def test_a_pytest_started_by_a_shifted_run_is_shifted_once_not_twice(tmp_path):
+    # What a pytest-xdist worker of a shifted run inherits: libfaketime already moves its clock.
+    real = time.time()
+    (tmp_path / "test_shifted.py").write_text(
+        SHIFTED_TEST.format(real=real, low=YEAR - 3600, high=YEAR + 600)
+    )
+    inherited = {
+        "LD_PRELOAD": find_libfaketime() or "",
+        "FAKETIME": f"+{YEAR}",
+        "OPENTRACE_TEST_CLOCK_SHIFTED": f"+{YEAR}",
+    }
+
+    done = pytest_in(
+        tmp_path, "-p", "no:cacheprovider", "-p", "tests.clock_shift", "--clock-shift=365d", env=inherited
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout
 
 
 def test_a_run_with_a_malformed_shift_refuses_to_start(tmp_path):
