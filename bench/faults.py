@@ -95,6 +95,7 @@ HOSTILE_VALUES: list[Any] = [
     "\u202e\u0041",
     "../../etc/passwd",
     "<script>alert(1)</script>",
+    # Dates at the ends of the range, and one that cannot exist (no wall clock decides these).
     "9999-12-31T23:59:59+14:00",
     "0001-01-01T00:00:00-23:59",
     "2026-02-30T25:61:61Z",
