@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -373,6 +373,11 @@ class HealthProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def iso_in(delta: timedelta = timedelta()) -> str:
+    """An ISO 8601 UTC time `delta` from now (negative: ago): no date in a benchmark goes stale."""
+    return (datetime.now(UTC) + delta).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def manifest(version: str) -> bytes:

@@ -49,7 +49,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,7 @@ HOSTILE_VALUES: list[Any] = [
     "\u202e\u0041",
     "../../etc/passwd",
     "<script>alert(1)</script>",
+    # Dates at the ends of the range, and one that cannot exist (no wall clock decides these).
     "9999-12-31T23:59:59+14:00",
     "0001-01-01T00:00:00-23:59",
     "2026-02-30T25:61:61Z",
@@ -441,9 +442,9 @@ class Suite:
                     "step": "build",
                     "state": "started",
                     "message": "m",
-                    "at": "2026-11-27T12:00:00Z",
+                    "at": common.iso_in(),
                 },
-                {"seq": 2, "kind": "log", "step": "build", "lines": ["a", "b"], "at": "2026-11-27T12:00:01Z"},
+                {"seq": 2, "kind": "log", "step": "build", "lines": ["a", "b"], "at": common.iso_in()},
             ],
         }
         valid_beat = {
@@ -452,7 +453,7 @@ class Suite:
             "deployed_version": "1.1.5",
             "busy": True,
             "run_id": str(run.pk),
-            "at": "2026-11-27T12:00:00Z",
+            "at": common.iso_in(),
         }
         cases: list[tuple[str, str, bytes, dict[str, str], str]] = []  # (kind, url, body, headers, method)
         for raw in RAW_HOSTILE:
@@ -539,7 +540,7 @@ class Suite:
             "git_tag": "v1.2.0",
             "git_commit": None,
             "requested_by": "bench_admin",
-            "requested_at": "2026-11-27T12:00:00Z",
+            "requested_at": common.iso_in(),
             "manifest": base64.b64encode(common.manifest("1.2.0")).decode(),
         }
 
@@ -653,7 +654,7 @@ class Suite:
             "git_tag": "v1.2.0",
             "git_commit": None,
             "requested_by": "bench_admin",
-            "requested_at": "2026-11-27T12:00:00Z",
+            "requested_at": common.iso_in(),
             "manifest": base64.b64encode(common.manifest("1.2.0")).decode(),
         }
         samples = {
@@ -745,12 +746,12 @@ class Suite:
             "schema": 1,
             "project": "opentrace",
             "meta_version": 3,
-            "expires": "2099-01-01T00:00:00Z",
+            "expires": common.iso_in(timedelta(days=365)),
             "releases": [
                 {
                     "version": "1.2.0",
                     "channel": "stable",
-                    "published_at": "2026-11-20T00:00:00Z",
+                    "published_at": common.iso_in(-timedelta(days=7)),
                     "notes": "**notes**",
                     "severity": "security",
                     "git_tag": "v1.2.0",

@@ -45,9 +45,7 @@ def worker(
     while time.monotonic() < stop_at:
         events = []
         for _ in range(batch):
-            events.append(
-                {"seq": seq, "kind": "log", "step": "build", "lines": text, "at": "2026-11-27T12:00:00Z"}
-            )
+            events.append({"seq": seq, "kind": "log", "step": "build", "lines": text, "at": common.iso_in()})
             seq += stride
         body = json.dumps({"run_id": run_id, "events": events}).encode()
         request = urllib.request.Request(url, data=body, headers=common.signed_headers(secret, body))

@@ -42,7 +42,7 @@ def document() -> bytes:
         {
             "version": f"1.{minor}.{patch}",
             "channel": "stable",
-            "published_at": "2026-11-20T00:00:00Z",
+            "published_at": common.iso_in(-timedelta(days=7)),
             "notes": f"## 1.{minor}.{patch}\n\n" + "- fixed a thing in the dashboard\n" * 20,
             "severity": "normal",
             "git_tag": f"v1.{minor}.{patch}",
@@ -52,7 +52,8 @@ def document() -> bytes:
         for minor in range(1, 3)
         for patch in range(RELEASES // 2)
     ]
-    body = {"schema": 1, "project": "opentrace", "meta_version": 7, "expires": "2099-01-01T00:00:00Z"}
+    expires = common.iso_in(timedelta(days=365))
+    body = {"schema": 1, "project": "opentrace", "meta_version": 7, "expires": expires}
     return json.dumps({**body, "releases": releases}).encode()
 
 

@@ -21,6 +21,7 @@ import time
 import uuid
 from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -30,12 +31,18 @@ SECRET = "test-agent-secret-0123456789-abcdefghijklmnop"
 AGENT_ROOT = Path(__file__).resolve().parents[2]
 
 FAKE_MANAGE = r"""
-import os, sqlite3, sys
+import os, sqlite3, sys, time
 from pathlib import Path
 data = Path(os.environ["OPENTRACE_DATA_DIR"])
 cmd = sys.argv[1]
 with open(data / "manage.log", "a") as log:
     log.write(" ".join(sys.argv[1:]) + "\n")
+if os.environ.get("FAKE_PAUSE") == cmd:
+    # A slow step: says so in data/paused, then waits (at most a minute) for data/resume.
+    (data / "paused").write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not (data / "resume").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 fail = os.environ.get("FAKE_FAIL", "")
 version = Path("VERSION").read_text().strip()
 if cmd in ("migrate_all", "migrate"):
@@ -287,7 +294,7 @@ def trigger_fields(
         "git_tag": f"v{target}",
         "git_commit": None,
         "requested_by": "root_admin",
-        "requested_at": "2026-11-27T12:00:00Z",
+        "requested_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "manifest": base64.b64encode(manifest or manifest_body(target)).decode(),
     }
     fields.update(extra)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 from host_agent.backend import BackendClient
 from host_agent.outbox import Outbox
@@ -54,7 +55,7 @@ def test_nothing_is_lost_or_renumbered_across_a_restart(backend, tmp_path):
 def test_a_torn_last_line_from_a_crash_is_dropped_and_its_seq_reused_safely(backend, tmp_path):
     run_id = str(uuid.uuid4())
     outbox = Outbox(tmp_path / "outbox")
-    outbox.append(run_id, {"kind": "run", "state": "running", "at": "2026-11-27T12:00:00Z"})
+    outbox.append(run_id, {"kind": "run", "state": "running", "at": datetime.now(UTC).isoformat()})
     path = next((tmp_path / "outbox").glob("*.jsonl"))
     with open(path, "ab") as handle:
         handle.write(b'{"kind": "step", "seq": 2, "sta')  # the write a SIGKILL interrupted

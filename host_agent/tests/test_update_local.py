@@ -66,6 +66,36 @@ def test_a_dirty_work_tree_fails_preflight_and_changes_nothing(project, backend)
     assert project.manage_log() == []
 
 
+def test_a_release_whose_minimum_is_above_the_running_version_fails_preflight_and_changes_nothing(
+    project, backend
+):
+    # The backend refuses such an install; the agent checks again (SPEC §4.2), whoever wrote the trigger.
+    manifest = json.dumps(
+        {
+            "schema": 1,
+            "project": "opentrace",
+            "releases": [{"version": "1.2.0", "min_upgrade_from": "1.1.9"}],
+        }
+    ).encode()
+    run_id = write_trigger(project, trigger_fields("1.2.0", manifest=manifest))
+
+    done = run_agent(project, backend)
+
+    assert done.returncode == 1, done.stderr
+    assert backend.final_state(run_id) == "failed"
+    steps = steps_reported(backend, run_id)
+    assert steps[:2] == [("preflight", "started"), ("preflight", "failed")]
+    assert [state for _, state in steps[2:]] == ["skipped"] * (len(STEPS) - 1)
+    failed = [e for e in backend.run_events(run_id) if e["kind"] == "step" and e["state"] == "failed"]
+    assert "1.1.9" in failed[0]["message"]
+    assert "1.1.5" in failed[0]["message"]
+    assert project.head() == project.commits["1.1.5"]
+    assert git(project.checkout, "symbolic-ref", "--short", "HEAD").strip() == "main"
+    assert not (project.data_dir / "backups").exists() or not any((project.data_dir / "backups").iterdir())
+    assert project.manage_log() == []
+    assert project.served() == "1.1.5"
+
+
 def test_a_tag_that_is_not_the_pinned_commit_fails_fetch_and_restores_the_checkout(project, backend):
     wrong = project.commits["1.1.5"]
     manifest = json.dumps(
@@ -79,6 +109,44 @@ def test_a_tag_that_is_not_the_pinned_commit_fails_fetch_and_restores_the_checko
     assert git(project.checkout, "symbolic-ref", "--short", "HEAD").strip() == "main"
     assert (project.checkout / "VERSION").read_text().strip() == "1.1.5"
     assert project.served() == "1.1.5"
+
+
+def failed_step(backend, run_id: str) -> dict:
+    return next(e for e in backend.run_events(run_id) if e["kind"] == "step" and e["state"] == "failed")
+
+
+def test_a_tag_whose_version_file_says_another_version_fails_fetch_and_restores_the_checkout(
+    project, backend
+):
+    (project.upstream / "VERSION").write_text("1.2.9\n")
+    git(project.upstream, "commit", "-qam", "a mislabelled release")
+    git(project.upstream, "tag", "v1.3.0")
+    run_id = write_trigger(project, trigger_fields("1.3.0"))
+
+    assert run_agent(project, backend).returncode == 1
+
+    assert backend.final_state(run_id) == "failed"
+    failed = failed_step(backend, run_id)
+    assert failed["step"] == "fetch"
+    assert "'1.2.9'" in failed["message"]
+    assert "'1.3.0'" in failed["message"]
+    assert git(project.checkout, "symbolic-ref", "--short", "HEAD").strip() == "main"
+    assert project.head() == project.commits["1.1.5"]
+    assert project.served() == "1.1.5"
+    assert project.manage_log() == []
+
+
+def test_a_release_whose_tag_is_not_on_the_remote_fails_preflight_and_changes_nothing(project, backend):
+    run_id = write_trigger(project, trigger_fields("1.3.0"))  # offered, but never tagged upstream
+
+    assert run_agent(project, backend).returncode == 1
+
+    assert backend.final_state(run_id) == "failed"
+    failed = failed_step(backend, run_id)
+    assert failed["step"] == "preflight"
+    assert "no tag v1.3.0" in failed["message"]
+    assert project.head() == project.commits["1.1.5"]
+    assert not (project.data_dir / "backups").exists() or not any((project.data_dir / "backups").iterdir())
 
 
 def test_a_failed_build_ends_failed_before_downtime(project, backend):

@@ -9,10 +9,11 @@ notes worth reading in the registry document.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from tests.e2e.conftest import Site, add_release
-from tests.updates.registry_server import full_document
+from tests.updates.registry_server import full_document, iso_in
 
 ADMIN_USER = "admin"
 ADMIN_EMAIL = "admin@localhost"  # ensure_admin's default for the user "admin"
@@ -52,7 +53,7 @@ class BrowserSite(Site):
                 "version": version,
                 "notes": self.notes[version],
                 "git_commit": self.commits[version],
-                "published_at": "2026-11-20T00:00:00Z",
+                "published_at": iso_in(-timedelta(days=1)),
             }
             for version in versions
         ]

@@ -128,6 +128,31 @@ def test_invalid_settings_are_refused_with_a_reason(admin_client, overrides, fie
     assert SmtpSettings.load().host == "before.example.com"
 
 
+TYPED_PASSWORD = "typed-Pa55word-that-must-not-echo"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"port": "0"},
+        {"host": ""},
+        {"recipients": "nope"},
+        {"clear_password": "on"},
+    ],
+    ids=["bad-port", "no-host", "bad-recipient", "password-and-clear"],
+)
+def test_a_typed_password_is_not_rendered_back_when_the_form_is_refused(admin_client, overrides):
+    configure_smtp(username=SMTP_USER, password=SMTP_PASSWORD)
+
+    page = admin_client.post(CHANGE_URL, form_data(password=TYPED_PASSWORD, **overrides))
+
+    assert page.status_code == 200
+    assert page.context["adminform"].form.errors  # refused, shown again for correction
+    assert TYPED_PASSWORD not in page.text
+    assert SMTP_PASSWORD not in page.text
+    assert SmtpSettings.load().get_password() == SMTP_PASSWORD
+
+
 def test_a_new_password_and_clear_together_are_refused(admin_client):
     configure_smtp(username=SMTP_USER, password=SMTP_PASSWORD)
 

@@ -28,7 +28,7 @@ def post(client, path: str, payload: Any, **sign_kwargs: Any):
 
 
 def event(seq: int, kind: str, **fields: Any) -> dict[str, Any]:
-    # Stamped now, like the agent does: the page shows a run that ended in the last 24 hours.
+    """An event stamped now, as the agent stamps them (the page judges "recent" by these times)."""
     return {"seq": seq, "kind": kind, "at": timezone.now().isoformat(), **fields}
 
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -140,12 +141,22 @@ def envelope(inner: bytes, *keys: SigningKey, signatures: list[dict[str, str]] |
     return json.dumps({"signed": base64.b64encode(inner).decode(), "signatures": sigs}).encode()
 
 
+def iso_in(delta: timedelta) -> str:
+    """An ISO 8601 UTC time `delta` from now (negative: ago), written as a registry writes it."""
+    return (datetime.now(UTC) + delta).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+# A document's default expiry: a year after the session started (fixed for the session, so
+# two documents built alike are byte for byte the same).
+EXPIRES = iso_in(timedelta(days=365))
+
+
 def full_document(*releases: dict[str, Any], meta_version: int = 1, **top: Any) -> dict[str, Any]:
     document: dict[str, Any] = {
         "schema": 1,
         "project": "opentrace",
         "meta_version": meta_version,
-        "expires": "2099-01-01T00:00:00Z",
+        "expires": EXPIRES,
         "releases": list(releases),
     }
     document.update(top)

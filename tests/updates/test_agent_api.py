@@ -7,6 +7,7 @@ import time
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from tests.updates.agent_client import EVENTS, HEARTBEAT, event, post, post_events, sign
 from tests.updates.factories import make_run
@@ -114,6 +115,16 @@ def test_a_signature_with_another_secret_is_401(client, run):
     assert response.status_code == 401
 
 
+def test_a_signature_wrong_in_its_last_digit_is_401(client, run):
+    body = json.dumps({"run_id": str(run.pk), "events": [event(1, "run", state="running")]}).encode()
+    headers = sign(body)
+    digest = headers["HTTP_X_OPENTRACE_SIGNATURE"]
+    headers["HTTP_X_OPENTRACE_SIGNATURE"] = digest[:-1] + ("0" if digest[-1] != "0" else "1")
+    response = client.post(EVENTS, data=body, content_type="application/json", **headers)
+    assert response.status_code == 401
+    assert run.events.count() == 0
+
+
 def test_a_reserialised_body_no_longer_matches_its_signature(client, run):
     original = json.dumps({"run_id": str(run.pk), "events": [event(1, "run", state="running")]}).encode()
     reserialised = json.dumps(json.loads(original), indent=2).encode()
@@ -130,6 +141,15 @@ def test_any_method_but_post_is_405(client, method):
     assert client.get(HEARTBEAT).status_code == 405
 
 
+def test_a_declared_oversize_body_is_413_before_it_is_read(client, run):
+    body = json.dumps({"run_id": str(run.pk), "events": [event(1, "run", state="running")]}).encode()
+    response = client.post(
+        EVENTS, data=body, content_type="application/json", **sign(body), CONTENT_LENGTH=str(2 * 1024 * 1024)
+    )
+    assert response.status_code == 413
+    assert run.events.count() == 0
+
+
 def test_an_oversize_body_is_413_before_anything_else(client, run):
     body = b'{"run_id": "x", "pad": "' + b"x" * (1024 * 1024) + b'"}'
     response = client.post(EVENTS, data=body, content_type="application/json", **sign(body))
@@ -144,6 +164,37 @@ def test_a_malformed_body_is_400(client, body):
     response = client.post(EVENTS, data=body, content_type="application/json", **sign(body))
     assert response.status_code == 400
     assert response.json()["error"]
+
+
+NOT_JSON = [b"{not json", b"\xff\xfe", b"", b"[]", b'"string"', b"{" * 100_000]
+
+
+@pytest.mark.parametrize("path", [EVENTS, HEARTBEAT])
+@pytest.mark.parametrize("body", NOT_JSON, ids=["broken", "not-utf8", "empty", "list", "string", "deep"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        lambda body: {},
+        lambda body: {**sign(body), "HTTP_X_OPENTRACE_SIGNATURE": "sha256=" + "0" * 64},
+        lambda body: sign(body, secret="s" * 48),
+        lambda body: sign(body + b" "),
+        lambda body: sign(body, timestamp=int(time.time()) - 3600),
+    ],
+    ids=["unsigned", "wrong-hmac", "other-secret", "other-body", "old-timestamp"],
+)
+def test_a_body_that_is_not_json_is_401_unless_signed_the_signature_comes_first(client, path, body, headers):
+    # SPEC §6: verified before the body is parsed. A parser that ran first would answer 400.
+    response = client.post(path, data=body, content_type="application/json", **headers(body))
+    assert response.status_code == 401
+    assert response.json()["error"] != "the body is not UTF-8 JSON"
+
+
+@pytest.mark.parametrize("path", [EVENTS, HEARTBEAT])
+@pytest.mark.parametrize("body", NOT_JSON, ids=["broken", "not-utf8", "empty", "list", "string", "deep"])
+def test_a_correctly_signed_body_that_is_not_a_json_object_is_400(client, path, body):
+    response = client.post(path, data=body, content_type="application/json", **sign(body))
+    assert response.status_code == 400
+    assert response.json()["error"] in {"the body is not UTF-8 JSON", "the body is not a JSON object"}
 
 
 @pytest.mark.parametrize(
@@ -208,7 +259,7 @@ def test_a_heartbeat_is_recorded(client):
             "deployed_version": "1.1.5",
             "busy": False,
             "run_id": None,
-            "at": "2026-11-27T12:00:00Z",
+            "at": timezone.now().isoformat(),
         },
     )
     assert response.status_code == 200
@@ -248,8 +299,6 @@ def test_an_unsigned_heartbeat_is_401(client):
 
 def test_the_agent_is_offline_after_the_configured_silence(settings):
     from datetime import timedelta
-
-    from django.utils import timezone
 
     settings.OPENTRACE_AGENT_OFFLINE_AFTER = 90
     AgentHeartbeat.objects.create(agent_id="h", last_seen=timezone.now() - timedelta(seconds=91))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from tests.updates.factories import make_run
 from updates.models import AgentHeartbeat
@@ -29,9 +32,16 @@ def test_the_agents_client_reports_a_run_and_heartbeats(live_server):
     )
     assert beat == {"accepted": 1, "duplicates": 0}
     assert AgentHeartbeat.status().online
+    started = timezone.now()
     events = [
-        {"seq": 1, "kind": "run", "state": "running", "at": "2026-11-27T12:00:00Z"},
-        {"seq": 2, "kind": "log", "step": "preflight", "lines": ["é ok"], "at": "2026-11-27T12:00:01Z"},
+        {"seq": 1, "kind": "run", "state": "running", "at": started.isoformat()},
+        {
+            "seq": 2,
+            "kind": "log",
+            "step": "preflight",
+            "lines": ["é ok"],
+            "at": (started + timedelta(seconds=1)).isoformat(),
+        },
     ]
     assert client.post(backend.EVENTS_PATH, {"run_id": str(run.pk), "events": events}) == {
         "accepted": 2,

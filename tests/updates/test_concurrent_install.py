@@ -1,4 +1,10 @@
-"""50 admins press "Install" at once: exactly one run and one trigger file (real PostgreSQL)."""
+"""One active run at a time, enforced by PostgreSQL itself (SPEC §7), not by the view's check.
+
+The view refuses an install when a run is already active; that check alone cannot stop two
+requests that both pass it before either has inserted its run. These tests make exactly that
+happen, so they pass only because the partial unique index `updates_one_active_run` refuses
+the second insert.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,48 @@ import threading
 import uuid
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
 
 from updates import trigger
-from updates.models import RegistryState, UpdateRun
+from updates.models import RegistryState, RunAlreadyActive, UpdateRun
+from updates.models.runs import ACTIVE
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 REQUESTS = 50
 
 
-def test_50_concurrent_installs_make_one_run_and_one_trigger(operator, offered, agent_online):
+def request_run(**overrides):
+    values = {
+        "user": None,
+        "from_version": "1.1.5",
+        "to_version": "1.2.0",
+        "git_tag": "v1.2.0",
+        "git_commit": None,
+        "severity": "normal",
+        "manifest": b'{"version": "1.2.0"}',
+        "manifest_verified": False,
+        "idempotency_key": uuid.uuid4().hex,
+    }
+    values.update(overrides)
+    return UpdateRun.request(**values)
+
+
+def test_50_concurrent_installs_make_one_run_and_one_trigger(operator, offered, agent_online, monkeypatch):
     state = RegistryState.load()
-    barrier = threading.Barrier(REQUESTS)
+    past_the_check = threading.Barrier(REQUESTS)
     statuses: list[int] = []
     errors: list[BaseException] = []
+    original = UpdateRun.request
+
+    def request_together(cls, **values):
+        # Every request has passed the view's own "is a run active?" check before any inserts.
+        past_the_check.wait(timeout=30)
+        return original(**values)
+
+    monkeypatch.setattr(UpdateRun, "request", classmethod(request_together))
 
     def press_install(same_key: bool) -> None:
         try:
@@ -34,7 +65,6 @@ def test_50_concurrent_installs_make_one_run_and_one_trigger(operator, offered, 
                 # Half of them double-submit one form, half submit forms of their own.
                 "idempotency_key": "0" * 32 if same_key else uuid.uuid4().hex,
             }
-            barrier.wait(timeout=30)
             statuses.append(client.post(reverse("updates_install"), form).status_code)
         except BaseException as exc:  # reported below; a thread must not die silently
             errors.append(exc)
@@ -49,8 +79,49 @@ def test_50_concurrent_installs_make_one_run_and_one_trigger(operator, offered, 
 
     assert errors == []
     assert statuses == [302] * REQUESTS
+    assert UpdateRun.objects.filter(status__in=ACTIVE).count() == 1
     run = UpdateRun.objects.get()
     assert run.status == "requested"
     files = [p.name for p in trigger.updates_dir().iterdir()]
     assert files == ["trigger"]
     assert trigger.read()["run_id"] == str(run.pk)
+
+
+def test_a_request_while_another_transaction_holds_an_uncommitted_run_waits_and_is_refused():
+    inserted, finish_first = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                outcome["first"] = request_run()[0].pk
+                inserted.set()
+                finish_first.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            outcome["second"] = request_run()[0].pk
+        except RunAlreadyActive as exc:
+            outcome["second"] = exc
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert inserted.wait(timeout=30)
+    contender = threading.Thread(target=second)
+    contender.start()
+    # Nothing of the first run is visible to the second transaction yet; only the index knows.
+    contender.join(timeout=1.5)
+    blocked = contender.is_alive()
+    finish_first.set()
+    holder.join(timeout=30)
+    contender.join(timeout=30)
+
+    assert blocked, f"the second request did not wait for the first transaction: {outcome}"
+    assert isinstance(outcome["second"], RunAlreadyActive)
+    assert list(UpdateRun.objects.filter(status__in=ACTIVE).values_list("pk", flat=True)) == [
+        outcome["first"]
+    ]
