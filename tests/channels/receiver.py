@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +40,7 @@ class Receiver:
     server: ThreadingHTTPServer
     replies: list[Reply] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each request
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -66,6 +68,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length)
             with receiver.lock:
                 receiver.received.append(Received("POST", self.path, dict(self.headers.items()), body))
+                receiver.arrivals.append(time.monotonic())
             reply = receiver.next_reply()
             if reply.hang:
                 receiver.stop.wait(30)

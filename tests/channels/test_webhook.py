@@ -15,6 +15,7 @@ from smtpconfig.models import NoticeLog
 from tests.channels.conftest import READ_TIMEOUT, make_channel
 from tests.channels.receiver import Reply
 from tests.helpers import ROOT
+from tests.updates import agent_client
 from updates import tasks
 from updates.channels import webhook
 from updates.channels.models import NotificationChannel
@@ -124,8 +125,9 @@ def test_the_signature_verifies_with_the_documented_recipe(receiver, failed_run,
     assert not verify(secret, timestamp, signature, request.body.replace(b"rolled_back", b"succeeded"))
     old = str(int(timestamp) - 600)
     assert not verify(secret, old, webhook.signature(secret, old, request.body), request.body)
-    # It is the agent API's recipe (SPEC §6), so the same function signs both.
-    assert webhook.signature(secret, timestamp, request.body) == signature
+    # It is the agent requests' recipe (SPEC §6), header names included.
+    as_the_agent_signs = agent_client.sign(request.body, int(timestamp), secret)
+    assert as_the_agent_signs["HTTP_X_OPENTRACE_SIGNATURE"] == signature
 
 
 def test_a_5xx_is_retried_until_the_receiver_takes_it(receiver, failed_run, eager_celery):
