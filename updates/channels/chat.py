@@ -137,8 +137,8 @@ def send(url: str, *, title: str, body: str, notify_type: str = "info") -> str:
     service.socket_read_timeout = READ_TIMEOUT
     name = str(getattr(service, "service_name", "") or scheme_of(url))
     notifier = Apprise(asset=_asset())
-    notifier.add(service)
     with masking.hidden(pieces):
+        notifier.add(service)
         result = notifier.notify(
             body=body,
             title=title,
@@ -149,7 +149,7 @@ def send(url: str, *, title: str, body: str, notify_type: str = "info") -> str:
     if result:
         return name
     reason = _one_sentence(warnings[-1], pieces) if warnings else "Apprise reported a failure"
-    if str(result.status.name) == "TIMEOUT":
+    if result.status.name == "TIMEOUT":
         raise DeliveryError(f"{name} did not answer within {DEADLINE:g} s", permanent=False)
     statuses = [int(code) for code in _STATUS.findall(" ".join(warnings))]
     status = statuses[-1] if statuses else None
