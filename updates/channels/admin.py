@@ -29,7 +29,7 @@ LABELS = dict(NoticeKind.choices)
 class NotificationChannelAdmin(admin.ModelAdmin):
     form = ChannelForm
     change_form_template = "admin/updates/notificationchannel/change_form.html"
-    list_display = ["name", "enabled", "kind", "url_hint", "notices_display", "last_result"]
+    list_display = ["name", "enabled", "kind", "destination", "notices_display", "last_result"]
     list_filter = ["enabled", "kind"]
     search_fields = ["name"]
     actions = ["send_test_action"]
@@ -43,6 +43,10 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         if obj is not None:
             sets.append(("Last delivery", {"fields": ["last_result", "created_at", "updated_at"]}))
         return sets
+
+    @admin.display(description="Sends to")
+    def destination(self, channel: NotificationChannel) -> str:
+        return channel.url_hint or "…"
 
     @admin.display(description="Notices")
     def notices_display(self, channel: NotificationChannel) -> str:
