@@ -108,13 +108,24 @@ class SmtpSettingsAdmin(admin.ModelAdmin):
 
 @admin.register(NoticeLog)
 class NoticeLogAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "kind", "key", "recipient", "status", "attempts", "sent_at", "short_error"]
-    list_filter = ["kind", "status"]
-    search_fields = ["key", "recipient", "subject"]
+    list_display = [
+        "created_at",
+        "kind",
+        "key",
+        "channel",
+        "recipient",
+        "status",
+        "attempts",
+        "sent_at",
+        "short_error",
+    ]
+    list_filter = ["kind", "status", "channel"]
+    search_fields = ["key", "recipient", "channel", "subject"]
     date_hierarchy = "created_at"
     readonly_fields = [
         "kind",
         "key",
+        "channel",
         "recipient",
         "subject",
         "status",

@@ -1,4 +1,4 @@
-"""The SMTP settings row (a singleton) and the log of notices sent through it."""
+"""The SMTP settings row (a singleton) and the notice log (mail's, and other senders')."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from django.utils.html import escape
 from smtpconfig import crypto
 
 SINGLETON_ID = 1
+MAIL_CHANNEL = "email"  # the notice log's `channel` for mail
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?$|^\[?[0-9A-Fa-f:.]+\]?$")
 
 
@@ -187,8 +188,9 @@ class NoticeLog(models.Model):
     """One notice to one recipient. The unique (kind, key, recipient) row is the claim that
     makes a notice go out at most once, however often its sender asks for it.
 
-    `kind` and `key` are the sender's words (e.g. "run_failed" and
-    "<run id>:failed"); this app stores and compares them, and never interprets them.
+    `kind`, `key`, and for other transports than mail `recipient` and `channel`, are the
+    sender's words (e.g. "run_failed", "<run id>:failed", "channel #3", "Ops webhook");
+    this app stores and compares them, and never interprets them. Mail's rows say "email".
     """
 
     class Status(models.TextChoices):
@@ -200,6 +202,11 @@ class NoticeLog(models.Model):
     kind = models.CharField(max_length=32, help_text="What the notice is about, in its sender's words.")
     key = models.CharField(max_length=200, help_text="What makes the notice unique within its kind.")
     recipient = models.CharField(max_length=320)
+    channel = models.CharField(
+        max_length=120,
+        default=MAIL_CHANNEL,
+        help_text="How it went out: “email”, or the sender's channel name.",
+    )
     subject = models.CharField(max_length=300, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
     attempts = models.PositiveIntegerField(default=0)
@@ -223,7 +230,9 @@ class NoticeLog(models.Model):
         return f"{self.kind} {self.key} → {self.recipient}"
 
     @classmethod
-    def claim(cls, *, kind: str, key: str, recipient: str, subject: str, task_id: str) -> NoticeLog | None:
+    def claim(
+        cls, *, kind: str, key: str, recipient: str, subject: str, task_id: str, channel: str = MAIL_CHANNEL
+    ) -> NoticeLog | None:
         """The row this task may send now, or None when the notice is someone else's or done."""
         now = timezone.now()
         try:
@@ -232,6 +241,7 @@ class NoticeLog(models.Model):
                     kind=kind,
                     key=key,
                     recipient=recipient,
+                    channel=channel[:120],
                     subject=subject[:300],
                     status=cls.Status.SENDING,
                     attempts=1,

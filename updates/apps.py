@@ -12,3 +12,6 @@ class UpdatesConfig(AppConfig):
         from updates import notices
 
         notices.connect()
+        # The channels' admin lives in its own package, which admin.autodiscover() (it
+        # imports `updates.admin` only) does not see.
+        from updates.channels import admin  # noqa: F401

@@ -1,11 +1,13 @@
-"""Update notices (SPEC §10): which update events mail the operators, and what the mails say.
+"""Update notices (SPEC §10): which update events reach the operators, and what the mails say.
 
-The receivers of `updates.signals` (connected by `UpdatesConfig.ready()`) only enqueue a
-task of `updates.tasks` once the transaction commits, and swallow every error, so a notice
-can never fail a check or an update. The task calls `update_available_notice()` or
-`run_notice()` here to build the message from the database as it is then, and hands it to
-`smtpconfig.notices.deliver()`, which sends it once per recipient. The notice log's `kind`
-is one of the KIND_* names below; the mail app stores it without reading it.
+The receivers of `updates.signals` (connected by `UpdatesConfig.ready()`) only enqueue
+tasks of `updates.tasks` once the transaction commits, and swallow every error, so a notice
+can never fail a check or an update. Each event gets two tasks: the mail task calls
+`update_available_notice()` or `run_notice()` here to build the message from the database
+as it is then and hands it to `smtpconfig.notices.deliver()`, which sends it once per
+recipient; the channel task (`announce_to_channels`) fans it out to every enabled
+notification channel that gets it (`updates.channels`), one task per channel. The notice
+log's `kind` is a `NoticeKind`; the mail app stores it without reading it.
 """
 
 from __future__ import annotations
@@ -19,17 +21,18 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 
-from contract.registry import parse_version
+from contract.registry import Release, parse_version
 from smtpconfig.notices import Notice
 from updates import signals
 from updates.models import RegistryState, RunStatus, UpdateRun
+from updates.notice_kinds import NoticeKind
 
 logger = logging.getLogger(__name__)
 
-KIND_UPDATE_AVAILABLE = "update_available"
-KIND_RUN_STARTED = "run_started"
-KIND_RUN_SUCCEEDED = "run_succeeded"
-KIND_RUN_FAILED = "run_failed"  # failed or rolled back: the same people must act on both
+KIND_UPDATE_AVAILABLE = str(NoticeKind.UPDATE_AVAILABLE)
+KIND_RUN_STARTED = str(NoticeKind.RUN_STARTED)
+KIND_RUN_SUCCEEDED = str(NoticeKind.RUN_SUCCEEDED)
+KIND_RUN_FAILED = str(NoticeKind.RUN_FAILED)  # failed or rolled back: the same people must act on both
 
 RUN_STATUS_KINDS = {
     RunStatus.RUNNING: KIND_RUN_STARTED,
@@ -43,21 +46,37 @@ PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 
 
 
 # --- receivers ---------------------------------------------------------------------------
+# Sources of channel notices: what `updates.channels.messages.build()` is asked to announce.
+CHANNEL_UPDATE_AVAILABLE = "update_available"
+CHANNEL_RUN_STATUS = "run_status"
+CHANNEL_INSTALL_SCHEDULED = "install_scheduled"
+
+
 def on_update_available(sender: Any, *, version: str, **_: Any) -> None:
-    from updates.tasks import send_update_available_notice
+    from updates.tasks import announce_to_channels, send_update_available_notice
 
     _enqueue(send_update_available_notice, str(version))
+    _enqueue(announce_to_channels, CHANNEL_UPDATE_AVAILABLE, [str(version)])
 
 
 def on_run_status_changed(sender: Any, *, run_id: Any, new_status: str, **_: Any) -> None:
     if new_status not in RUN_STATUS_KINDS:
         return
-    from updates.tasks import send_run_notice
+    from updates.tasks import announce_to_channels, send_run_notice
 
     _enqueue(send_run_notice, str(run_id), str(new_status))
+    _enqueue(announce_to_channels, CHANNEL_RUN_STATUS, [str(run_id), str(new_status)])
 
 
-def _enqueue(task: Any, *args: str) -> None:
+def on_install_scheduled(sender: Any, *, version: str, scheduled_for: Any, **_: Any) -> None:
+    # Channels only: there is no mail for it (yet).
+    from updates.tasks import announce_to_channels
+
+    when = scheduled_for.isoformat() if hasattr(scheduled_for, "isoformat") else str(scheduled_for)
+    _enqueue(announce_to_channels, CHANNEL_INSTALL_SCHEDULED, [str(version), when])
+
+
+def _enqueue(task: Any, *args: Any) -> None:
     """Publish `task(*args)` once the transaction commits; never raise.
 
     Not `task.delay_on_commit()`: a broker that is down would raise out of the commit into
@@ -79,11 +98,20 @@ def _enqueue(task: Any, *args: str) -> None:
 def connect() -> None:
     signals.update_available.connect(on_update_available, dispatch_uid="notices.update_available")
     signals.run_status_changed.connect(on_run_status_changed, dispatch_uid="notices.run_status_changed")
+    signals.install_scheduled.connect(on_install_scheduled, dispatch_uid="notices.install_scheduled")
 
 
 # --- messages ----------------------------------------------------------------------------
 def _absolute(path: str) -> str:
     return f"{settings.OPENTRACE_BASE_URL}{path}"
+
+
+def absolute_url(url_name: str) -> str:
+    """The absolute address of an admin page, or of the admin's index when it is not there."""
+    try:
+        return _absolute(reverse(url_name))
+    except NoReverseMatch:
+        return _absolute(reverse("admin:index"))
 
 
 def _base_context() -> dict[str, Any]:
@@ -106,36 +134,44 @@ def _render(kind: str, key: str, subject: str, context: dict[str, Any]) -> Notic
     )
 
 
-def _one_line(value: str, limit: int) -> str:
+def one_line(value: str, limit: int) -> str:
     """A registry-supplied value made safe for a subject line and a log key."""
     return " ".join(str(value).split())[:limit]
 
 
-def update_available_notice(version: str) -> Notice | None:
-    """The "new version available" notice for `version`, from the releases the last check
-    stored; None when that release is no longer offered (withdrawn since, or installed)."""
+def offered_release(version: str) -> Release | None:
+    """The release `version` among those the last check stored, when it is still newer than
+    the running version; None when it is no longer offered (withdrawn since, or installed)."""
     wanted, running = parse_version(version), parse_version(settings.OPENTRACE_VERSION)
     releases = RegistryState.load().release_list() if wanted is not None else []
     release = next((r for r in releases if parse_version(r.version) == wanted), None)
     if release is None or (running is not None and release.parsed_version <= running):
         logger.info("Version %.64r is no longer offered; no notice", version)
         return None
+    return release
+
+
+def update_available_notice(version: str) -> Notice | None:
+    """The "new version available" notice for `version`; None when it is no longer offered."""
+    release = offered_release(version)
+    if release is None:
+        return None
     instance = settings.OPENTRACE_INSTANCE_NAME
-    shown, severity = _one_line(release.version, 64), _one_line(release.severity, 32)
+    shown, severity = one_line(release.version, 64), one_line(release.severity, 32)
     label = f" ({severity})" if severity and severity != "normal" else ""
     subject = f"[{instance}] OpenTrace {shown} is available{label}"
     context = {**_base_context(), "version": shown, "severity": severity, "notes": release.notes}
     return _render(KIND_UPDATE_AVAILABLE, shown, subject, context)
 
 
-def _run_link(run: UpdateRun) -> str:
+def run_link(run: UpdateRun) -> str:
     try:
         return _absolute(reverse("admin:updates_updaterun_change", args=[run.pk]))
     except NoReverseMatch:
         return _absolute(reverse("admin:index"))
 
 
-def _requested_by(run: UpdateRun) -> str:
+def requested_by(run: UpdateRun) -> str:
     # The username is kept on the run even after the user is deleted.
     if run.requested_by_username:
         return run.requested_by_username
@@ -167,9 +203,9 @@ def run_notice(run_id: str, new_status: str) -> Notice | None:
         "run": run,
         "status": new_status,
         "target": f"{run.from_version} → {run.to_version}",
-        "requested_by": _requested_by(run),
+        "requested_by": requested_by(run),
         "duration": str(duration).split(".")[0] if duration is not None else "",
-        "run_url": _run_link(run),
+        "run_url": run_link(run),
         "log_tail": run.log_lines(tail=LOG_TAIL_LINES) if kind == KIND_RUN_FAILED else [],
         "log_tail_limit": LOG_TAIL_LINES,
     }

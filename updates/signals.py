@@ -15,3 +15,8 @@ update_available = Signal()
 
 # An UpdateRun changed status. kwargs: run_id (uuid.UUID), old_status (str), new_status (str)
 run_status_changed = Signal()
+
+# A release was scheduled into the next maintenance window (Update policy, SPEC §12).
+# kwargs: version (str), scheduled_for (aware datetime). Announced to notification channels
+# that get "Scheduled install ahead".
+install_scheduled = Signal()

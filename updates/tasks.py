@@ -3,7 +3,9 @@
 Beat calls the first two every minute; each decides cheaply whether there is work. The
 notice tasks are enqueued by `updates.notices` after the change they announce has
 committed; they take plain ids, re-read what they need, and never raise except to retry:
-a mail problem is recorded in the notice log and logged, and can never fail an update.
+a mail or channel problem is recorded in the notice log and logged, and can never fail an
+update. Each notification channel gets its own task (`send_channel_notice`), so one that
+fails or hangs delays no other channel and no mail.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from django.utils import timezone
 
 from smtpconfig.notices import Notice, deliver
 from updates import actions, notices
+from updates.channels import delivery, messages
+from updates.channels.models import NotificationChannel
 from updates.checking import run_check
 from updates.models import RegistryCheck, RegistryState, RunStatus, UpdateRun
 
@@ -64,19 +68,22 @@ def backoff(retries: int) -> int:
     return delay + random.randint(0, delay // 5)
 
 
+def _is_final(task: Any) -> bool:
+    # Called directly (not through Celery) there is no task id and nothing to retry with.
+    return bool(task.request.called_directly or task.request.retries >= task.max_retries)
+
+
 def _send(task: Any, notice: Notice | None) -> str:
     if notice is None:
         return "nothing to send"
     request = task.request
-    # Called directly (not through Celery) there is no task id and nothing to retry with.
     task_id = request.id or f"direct-{uuid.uuid4()}"
-    final = request.called_directly or request.retries >= task.max_retries
-    delivery = deliver(notice, task_id=task_id, final_attempt=final)
-    if delivery.should_retry:
+    mailed = deliver(notice, task_id=task_id, final_attempt=_is_final(task))
+    if mailed.should_retry:
         raise task.retry(countdown=backoff(request.retries))
-    if delivery.no_transport:
+    if mailed.no_transport:
         return "no SMTP server configured"
-    return f"sent {len(delivery.sent)}, skipped {len(delivery.skipped)}, failed {len(delivery.failed)}"
+    return f"sent {len(mailed.sent)}, skipped {len(mailed.skipped)}, failed {len(mailed.failed)}"
 
 
 def _update_available(task: Any, version: str) -> str:
@@ -107,6 +114,54 @@ def send_update_available_notice(self: Any, version: str) -> str:
 @shared_task(bind=True, name="updates.tasks.send_run_notice", max_retries=MAX_RETRIES)
 def send_run_notice(self: Any, run_id: str, new_status: str) -> str:
     return _run_status(self, run_id, new_status)
+
+
+# --- notification channels ----------------------------------------------------------------
+@shared_task(name="updates.tasks.announce_to_channels", ignore_result=True)
+def announce_to_channels(source: str, args: list[str]) -> int:
+    """Enqueue one `send_channel_notice` per enabled channel that gets this notice."""
+    try:
+        message = messages.build(source, args)
+        if message is None:
+            return 0
+        channel_ids = NotificationChannel.getting(message.event)
+    except Exception:
+        logger.exception("Notice %s%r: could not find the channels that get it", source, args)
+        return 0
+    for channel_id in channel_ids:
+        try:
+            send_channel_notice.apply_async(
+                args=[channel_id, source, list(args)], retry=True, retry_policy=notices.PUBLISH_RETRY_POLICY
+            )
+        except Exception:
+            logger.exception("Could not enqueue notice %s%r for channel %s", source, args, channel_id)
+    return len(channel_ids)
+
+
+@shared_task(bind=True, name="updates.tasks.send_channel_notice", max_retries=MAX_RETRIES)
+def send_channel_notice(self: Any, channel_id: int, source: str, args: list[str]) -> str:
+    try:
+        channel = NotificationChannel.objects.filter(pk=channel_id, enabled=True).first()
+        if channel is None:
+            logger.info(
+                "Notification channel %s is gone or disabled; notice %s%r dropped", channel_id, source, args
+            )
+            return "no such enabled channel"
+        message = messages.build(source, args)
+        if message is None:
+            return "nothing to send"
+        if not channel.gets(message.event):
+            return "the channel no longer gets it"
+        task_id = self.request.id or f"direct-{uuid.uuid4()}"
+        result = delivery.deliver(channel, message, task_id=task_id, final_attempt=_is_final(self))
+        if result.outcome == delivery.RETRY:
+            raise self.retry(countdown=backoff(self.request.retries))
+        return result.outcome
+    except Retry:
+        raise
+    except Exception:
+        logger.exception("Notice %s%r for channel %s could not be sent", source, args, channel_id)
+        return "error"
 
 
 # The names these tasks had up to 1.1.x, when they lived in smtpconfig.tasks: a notice that

@@ -135,12 +135,18 @@ class TestPinnedKeys:
     @pytest.mark.parametrize(
         ("make", "reason"),
         [
-            (lambda t, inner: manifest_body("1.2.0"), "the document is not signed, but OPENTRACE_REGISTRY_KEYS requires a signature"),
+            (
+                lambda t, inner: manifest_body("1.2.0"),
+                "the document is not signed, but OPENTRACE_REGISTRY_KEYS requires a signature",
+            ),
             (
                 lambda t, inner: t.envelope(inner, *[json.loads(t.envelope(inner))["signatures"][0]] * 2),
                 "signs twice",
             ),
-            (lambda t, inner: t.envelope(inner, {"keyid": "k9", "sig": "AAAA"}), "keyid 'k9' is not a pinned key"),
+            (
+                lambda t, inner: t.envelope(inner, {"keyid": "k9", "sig": "AAAA"}),
+                "keyid 'k9' is not a pinned key",
+            ),
             (
                 lambda t, inner: t.envelope(inner + b" ", *json.loads(t.envelope(inner))["signatures"]),
                 "the signature by 'k1' does not verify",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from updates.channels.models import NotificationChannel
 from updates.models.agents import AgentHeartbeat
 from updates.models.registry import RegistryCheck, RegistryState
 from updates.models.runs import (
@@ -14,6 +15,7 @@ from updates.models.runs import (
 __all__ = [
     "AgentHeartbeat",
     "EventIn",
+    "NotificationChannel",
     "RegistryCheck",
     "RegistryState",
     "RunAlreadyActive",
