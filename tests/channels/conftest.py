@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from opentrace.celery import app as celery_app
 from tests.channels.receiver import Receiver, Reply, receivers
 
 # The same in-process Celery and SMTP test servers as the mail tests.
@@ -21,14 +20,6 @@ from updates.notice_kinds import NoticeKind
 # that a hanging receiver costs a second or two.
 CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 1.5
-
-
-@pytest.fixture(autouse=True)
-def _our_celery_app() -> None:
-    """The tasks are `shared_task`s, bound to Celery's *current* app: a test elsewhere that
-    made an app of its own (tests/smtp/test_version_notices.py does) leaves that one current."""
-    celery_app.set_current()
-    celery_app.set_default()
 
 
 @pytest.fixture(autouse=True)
