@@ -9,8 +9,12 @@ STAMP  := $(VENV)/.installed
 run: $(STAMP)
 	$(PY) scripts/run_local.py
 
+# In parallel (pytest-xdist): TEST_WORKERS processes, more than this 2-core machine's cores
+# because most tests wait on subprocesses, sockets and sleeps; the groups in tests/conftest.py
+# stay on one worker each. `make test TEST_WORKERS=0` runs it in this one process.
+TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
