@@ -267,7 +267,8 @@ def test_an_unreachable_broker_is_logged_not_raised(
     closed_port, django_capture_on_commit_callbacks, caplog, monkeypatch
 ):
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)  # Celery lets it override any app's broker
-    unreachable = Celery("unreachable", broker=f"redis://127.0.0.1:{closed_port}/0")
+    # Not the current app: the project's shared tasks would follow it into the later tests.
+    unreachable = Celery("unreachable", broker=f"redis://127.0.0.1:{closed_port}/0", set_as_current=False)
     unreachable.conf.broker_connection_timeout = 1
 
     @unreachable.task(name="tests.unreachable_notice")
