@@ -9,8 +9,12 @@ STAMP  := $(VENV)/.installed
 run: $(STAMP)
 	$(PY) scripts/run_local.py
 
+# In parallel (pytest-xdist): TEST_WORKERS processes, more than this 2-core machine's cores
+# because most tests wait on subprocesses, sockets and sleeps; the groups in tests/conftest.py
+# stay on one worker each. `make test TEST_WORKERS=0` runs it in this one process.
+TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The time-sensitive tests (everything in-process under Django that deals in dates, and the
 # agent's trigger, outbox, backup and heartbeat tests) with the clock a year ahead, so a test
@@ -21,7 +25,7 @@ CLOCK_SHIFT_TESTS ?= tests/updates tests/smtp tests/test_secrets.py \
 	host_agent/tests/test_trigger.py host_agent/tests/test_trigger_rules.py host_agent/tests/test_outbox.py \
 	host_agent/tests/test_backup.py host_agent/tests/test_heartbeat.py
 test-clock-shift: $(STAMP)
-	$(PY) -m pytest -p tests.clock_shift --clock-shift=$(CLOCK_SHIFT) $(CLOCK_SHIFT_TESTS) $(PYTEST_ARGS)
+	$(PY) -m pytest -p tests.clock_shift --clock-shift=$(CLOCK_SHIFT) -n $(TEST_WORKERS) --dist loadgroup $(CLOCK_SHIFT_TESTS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

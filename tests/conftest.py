@@ -3,12 +3,19 @@
 Run against real services by setting DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://...
 (`.ci/run` does); without them the suite runs on SQLite and the embedded defaults, and tests
 marked `postgres` or `redis` say why they were skipped.
+
+`make test` runs the suite on several pytest-xdist workers; `tests/parallel.py` says which
+tests stay together on one worker.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.conf import settings
+
+from tests import parallel
 
 
 def uses_postgres() -> bool:
@@ -17,6 +24,14 @@ def uses_postgres() -> bool:
 
 def uses_redis() -> bool:
     return settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+
+
+# tryfirst: xdist's own implementation answers otherwise; optional: xdist may be absent.
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") == "loadgroup":
+        return parallel.make_scheduler(config, log)
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -11,10 +12,43 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Sockets bound by closed_port(), kept for the life of the test process.
+_HELD: list[socket.socket] = []
+
 
 def closed_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
+    """A TCP port on 127.0.0.1 that nothing listens on, and nothing else can take.
+
+    The port stays bound (without listening) by this process until it exits: a connection
+    to it is refused, and another test, worker or child process cannot start a server on it
+    while a test counts on it being closed.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    return sock.getsockname()[1]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now, for a child process to listen on.
+
+    Picked below the kernel's ephemeral range: the ports the kernel hands out to port-0
+    servers and outgoing connections of the other tests and workers are never among them,
+    so the port is very unlikely to be taken before the child binds it.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    candidates = random.sample(range(20000, low), min(50, low - 20000)) if low > 20100 else []
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # no range to pick from: the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import ROOT, clean_env, closed_port
+from tests.helpers import ROOT, clean_env, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def wait_for_health(base: str, proc: subprocess.Popen, timeout: float = 90) -> d
 
 
 def test_the_local_runner_serves_health_and_the_admin_then_stops(tmp_path):
-    port = closed_port()
+    port = free_port()
     env = clean_env(
         OPENTRACE_DATA_DIR=str(tmp_path),
         OPENTRACE_PORT=str(port),

@@ -345,6 +345,12 @@ def agent_env(**extra: str) -> dict[str, str]:
     return env
 
 
+# For a test whose app never turns healthy: the agent gives up after this long instead of
+# the 10 s above (which waits for a fake app that does come back). Only the first probe
+# must answer, for a rollback to a release that is still serving.
+UNHEALTHY_TIMEOUT = "3"
+
+
 def run_agent(
     project: Project, backend: FakeBackend, command: str = "once", restart: str | None = None, **env: str
 ) -> subprocess.CompletedProcess:

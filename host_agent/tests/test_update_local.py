@@ -6,7 +6,7 @@ import json
 import sqlite3
 import sys
 
-from host_agent.tests.conftest import git, run_agent, trigger_fields, write_trigger
+from host_agent.tests.conftest import UNHEALTHY_TIMEOUT, git, run_agent, trigger_fields, write_trigger
 
 STEPS = ["preflight", "backup", "fetch", "build", "deploy", "migrate", "healthcheck"]
 
@@ -185,7 +185,7 @@ def test_a_failed_healthcheck_rolls_back_to_the_old_release(project, backend):
     backend.health_status = 503
     run_id = write_trigger(project, trigger_fields("1.2.0"))
 
-    done = run_agent(project, backend)
+    done = run_agent(project, backend, OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT=UNHEALTHY_TIMEOUT)
 
     # The old release is unhealthy too here, so rollback cannot prove itself: the run fails.
     assert done.returncode == 1
@@ -200,7 +200,7 @@ def test_a_release_that_never_reports_its_version_is_rolled_back(project, backen
     # and the rollback's own health check (for 1.1.5) then succeeds.
     run_id = write_trigger(project, trigger_fields("1.2.0"))
 
-    done = run_agent(project, backend, restart="true")
+    done = run_agent(project, backend, restart="true", OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT=UNHEALTHY_TIMEOUT)
 
     assert done.returncode == 1
     assert backend.final_state(run_id) == "rolled_back"

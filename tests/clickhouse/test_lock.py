@@ -250,7 +250,9 @@ def test_on_postgresql_the_lock_is_an_advisory_lock_on_its_own_session(engine):
             cursor.execute(
                 "SELECT a.application_name, a.pid <> pg_backend_pid() FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
+                "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted "
+                # Advisory locks are per database; other test databases hold theirs too.
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 ADVISORY_KEY,
             )
             assert cursor.fetchall() == [("opentrace-migrations-lock", True)]

@@ -186,11 +186,12 @@ def smtp_server(certs: Certs) -> Iterator[Callable[..., SmtpTestServer]]:
 
 
 @pytest.fixture
-def closed_port() -> int:
-    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where nothing listens: bound without listening for the test, so
+    no other test or worker can start a server on it meanwhile."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture
