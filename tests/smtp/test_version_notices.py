@@ -8,13 +8,27 @@ import time
 import pytest
 from celery import Celery
 
-from smtpconfig import tasks
 from smtpconfig.models import NoticeLog, SmtpSettings
 from tests.smtp.conftest import SMTP_PASSWORD, SMTP_USER, configure_smtp
-from updates import notifications
+from updates import notices, tasks
+from updates.models import RegistryState
 from updates.signals import update_available
 
 pytestmark = pytest.mark.django_db
+
+NOTES = "Fixes <script>alert(1)</script> in the funnel view."
+
+
+def offer(*releases: dict) -> None:
+    """What a successful registry check leaves behind: the releases it stored."""
+    state = RegistryState.load()
+    state.releases = list(releases)
+    state.save(update_fields=["releases"])
+
+
+@pytest.fixture(autouse=True)
+def offered_releases(db) -> None:
+    offer({"version": "1.2.0", "severity": "security", "notes": NOTES}, {"version": "1.3.0"})
 
 
 @pytest.fixture
@@ -22,14 +36,9 @@ def second_admin(django_user_model):
     return django_user_model.objects.create_superuser("second_admin", "second@example.com", "x-pass-1")
 
 
-def announce(version: str = "1.2.0", check_id: int = 1, **extra) -> None:
-    update_available.send(
-        sender=None,
-        version=version,
-        severity=extra.get("severity", "security"),
-        notes=extra.get("notes", "Fixes <script>alert(1)</script> in the funnel view."),
-        check_id=check_id,
-    )
+def announce(version: str = "1.2.0", check_id: int = 1) -> None:
+    """What RegistryState.record_success sends once a check that found `version` commits."""
+    update_available.send(sender=None, version=version, severity="security", notes=NOTES, check_id=check_id)
 
 
 def test_it_is_sent_once_across_ten_checks_and_two_recipients(
@@ -69,15 +78,18 @@ def test_hostile_registry_values_cannot_inject_headers(
 ):
     server = smtp_server("none")
     configure_smtp(server)
+    # Stored as is (the parser would have refused this severity): the notice still holds.
+    offer(
+        {
+            "version": "9.9.9",
+            "severity": "critical\nX-Evil: 1",
+            "notes": "<img src=x onerror=alert(1)>" * 1000,
+        }
+    )
 
     with django_capture_on_commit_callbacks(execute=True):
-        update_available.send(
-            sender=None,
-            version="9.9.9\r\nBcc: victim@example.com" + "9" * 500,
-            severity="critical\nX-Evil: 1",
-            notes="<img src=x onerror=alert(1)>" * 1000,
-            check_id=None,
-        )
+        announce("9.9.9\r\nBcc: victim@example.com" + "9" * 500)  # not a version: nothing to say
+        announce("9.9.9")
 
     [got] = server.received
     assert got.rcpt_tos == [superuser.email]
@@ -100,6 +112,23 @@ def test_a_newer_version_is_announced_again(
         announce("1.2.0")
 
     assert [got.message["Subject"].split()[2] for got in server.received] == ["1.2.0", "1.3.0"]
+
+
+def test_a_release_no_longer_offered_when_the_task_runs_is_not_announced(
+    superuser, smtp_server, eager_celery, django_capture_on_commit_callbacks, settings
+):
+    server = smtp_server("none")
+    configure_smtp(server)
+    offer({"version": "1.3.0"})  # the registry withdrew 1.2.0 after the check that found it
+    settings.OPENTRACE_VERSION = "1.3.0"  # ...and this install is on 1.3.0 by now
+
+    with django_capture_on_commit_callbacks(execute=True):
+        announce("1.2.0")
+        announce("1.3.0")
+
+    assert server.received == []
+    assert NoticeLog.objects.count() == 0
+    assert tasks.send_update_available_notice.apply(args=["1.2.0"]).result == "nothing to send"
 
 
 def test_configured_recipients_replace_the_superusers(
@@ -167,7 +196,7 @@ def test_a_notice_still_failing_after_the_last_retry_is_marked_failed(
     server = smtp_server("none", data_replies=["451 4.3.0 Try again later"] * 10)
     configure_smtp(server)
 
-    result = tasks.send_update_available_notice.apply(args=["1.2.0", "security", ""])
+    result = tasks.send_update_available_notice.apply(args=["1.2.0"])
 
     assert result.successful()
     assert result.result == "sent 0, skipped 0, failed 1"
@@ -197,7 +226,7 @@ def test_a_server_that_is_down_never_breaks_the_check(
     monkeypatch.setattr(tasks.send_update_available_notice, "max_retries", 1)
     configure_smtp(port=closed_port, security="none")
 
-    result = tasks.send_update_available_notice.apply(args=["1.2.0", "security", ""])
+    result = tasks.send_update_available_notice.apply(args=["1.2.0"])
 
     assert result.successful()
     entry = NoticeLog.objects.get()
@@ -240,7 +269,7 @@ def test_the_task_called_directly_sends_without_retrying(superuser, smtp_server)
     server = smtp_server("none", data_replies=["451 4.3.0 Try again later"])
     configure_smtp(server)
 
-    result = tasks.send_update_available_notice("1.2.0", "normal", "")
+    result = tasks.send_update_available_notice("1.2.0")
 
     assert result == "sent 0, skipped 0, failed 1"
     assert NoticeLog.objects.get().status == "failed"
@@ -260,14 +289,14 @@ def test_the_receivers_are_connected_at_start_up():
         assert update_available.disconnect(dispatch_uid="notices.update_available")
         assert run_status_changed.disconnect(dispatch_uid="notices.run_status_changed")
     finally:
-        notifications.connect()
+        notices.connect()
 
 
 def test_an_unreachable_broker_is_logged_not_raised(
     closed_port, django_capture_on_commit_callbacks, caplog, monkeypatch
 ):
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)  # Celery lets it override any app's broker
-    # Not the current app: the project's shared tasks would follow it into the later tests.
+    # Not made current: the shared tasks of every later test must stay on the project's app.
     unreachable = Celery("unreachable", broker=f"redis://127.0.0.1:{closed_port}/0", set_as_current=False)
     unreachable.conf.broker_connection_timeout = 1
 
@@ -277,7 +306,21 @@ def test_an_unreachable_broker_is_logged_not_raised(
 
     started = time.monotonic()
     with django_capture_on_commit_callbacks(execute=True):
-        notifications._enqueue(unreachable_notice, "1.2.0")
+        notices._enqueue(unreachable_notice, "1.2.0")
 
     assert time.monotonic() - started < 10
     assert "the notice is lost" in caplog.text
+
+
+def test_a_notice_queued_under_its_old_task_name_is_still_delivered(superuser, smtp_server, eager_celery):
+    # Queued by 1.1.x (smtpconfig.tasks) just before this install updated itself.
+    from opentrace.celery import app
+
+    server = smtp_server("none")
+    configure_smtp(server)
+
+    result = app.tasks["smtpconfig.tasks.send_update_available_notice"].apply(args=["1.2.0", "security", ""])
+
+    assert result.result == "sent 1, skipped 0, failed 0"
+    assert server.received[0].message["Subject"].endswith("OpenTrace 1.2.0 is available (security)")
+    assert "smtpconfig.tasks.send_run_notice" in app.tasks
