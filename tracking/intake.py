@@ -62,10 +62,15 @@ def parse_json(body: bytes) -> Any:
 
 
 def _clean(value: str) -> str:
-    # A JSON string may hold a lone surrogate ("\ud800"), which has no UTF-8 form.
+    # A JSON string may hold a lone surrogate ("\ud800"), which has no UTF-8 form: it
+    # becomes U+FFFD (through UTF-16, whose decoder replaces exactly those).
     if value.isascii():
         return value
-    return value.encode("utf-8", "replace").decode("utf-8")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return value
 
 
 def _name(raw: dict[str, Any], field: str, where: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from contract.files import write_atomic
 from opentrace.clickhouse import client as clickhouse
@@ -75,7 +75,7 @@ class Command(BaseCommand):
         backoff = Backoff(ceiling=2.0)
         written = 0
         while not self.stopping:
-            close_old_connections()
+            self._fresh_connection()
             outcome = flusher.run_once()
             self._status(outcome, flusher)
             if outcome.state == "flushed":
@@ -98,7 +98,7 @@ class Command(BaseCommand):
         last_state = ""
         logger.info("flushing tracked events every %.1f s", interval)
         while not self.stopping:
-            close_old_connections()
+            self._fresh_connection()
             outcome = flusher.run_once()
             self._status(outcome, flusher)
             if outcome.state != last_state and outcome.state not in {"idle", "flushed"}:
@@ -116,6 +116,14 @@ class Command(BaseCommand):
                 backoff.succeeded()
                 pause = interval
             self._sleep(pause)
+
+    @staticmethod
+    def _fresh_connection() -> None:
+        # A long-lived process must drop a connection the database closed (a restart, a
+        # restore) or the hold would stay "unknown" forever. Inside a transaction (tests,
+        # call_command in a transaction) the connection is the caller's.
+        if not connection.in_atomic_block:
+            close_old_connections()
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
