@@ -11,6 +11,7 @@ from django.core.management.base import CommandError
 
 from tests.tracking.conftest import count, event, post
 from tests.updates.factories import make_run
+from tracking.buffer import get_buffer
 from tracking.lock import WriterLock
 
 pytestmark = pytest.mark.django_db
@@ -37,12 +38,21 @@ def test_once_gives_up_with_the_reason_while_an_update_holds(client, project, en
     assert count(final=False) == 0
 
 
-def test_a_second_flusher_waits_for_the_first(settings):
-    first = WriterLock(settings.OPENTRACE_TRACKING_DIR / "flusher.lock")
-    assert first.acquire(timeout=0)
+def test_once_beside_a_running_flusher_waits_for_it_instead_of_writing(client, project, engine, settings):
+    running = WriterLock(settings.OPENTRACE_TRACKING_DIR / "flusher.lock")
+    assert running.acquire(timeout=0)  # as `make run`'s flusher holds it
     try:
-        with pytest.raises(CommandError, match="another flusher holds"):
-            call_command("flush_events", "--once", "--timeout", "0.5")
+        post(client, {"events": [event(1)]}, project.write_key)
+        with pytest.raises(
+            CommandError, match=r"has not emptied the buffer within 1 s \(\d+ still buffered\)"
+        ):
+            call_command("flush_events", "--once", "--timeout", "1")
+        assert count(final=False) == 0  # a second writer never wrote
+        batch = get_buffer().read(100)
+        get_buffer().commit(batch)  # the running flusher's work, done here
+        out = StringIO()
+        call_command("flush_events", "--once", "--timeout", "5", stdout=out)
+        assert "the running flusher has emptied the buffer" in out.getvalue()
     finally:
-        first.release()
+        running.release()
     assert WriterLock(settings.OPENTRACE_TRACKING_DIR / "flusher.lock").acquire(timeout=0)

@@ -236,8 +236,9 @@ class SpoolReader:
             raise BufferUnavailable(f"cannot write the spool checkpoint: {exc}") from exc
 
     # -- segments
-    def segments(self) -> list[tuple[str, str]]:
-        """(stem, state) of every segment, oldest first; orphans sealed, stale births removed."""
+    def segments(self, *, tidy: bool = True) -> list[tuple[str, str]]:
+        """(stem, state) of every segment, oldest first; with `tidy` (the writer lock's holder
+        only) orphans are sealed and stale births removed."""
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
@@ -251,9 +252,10 @@ class SpoolReader:
                 continue
             stem, state = match.groups()
             if state == "new":
-                self._remove_stale_birth(stem)
+                if tidy:
+                    self._remove_stale_birth(stem)
                 continue
-            if state == "open" and self._seal_orphan(stem):
+            if tidy and state == "open" and self._seal_orphan(stem):
                 state = "seg"
             found.append((stem, state))
         return sorted(found)
@@ -405,8 +407,9 @@ class SpoolReader:
     def backlog(self) -> int:
         checkpoint = self._load()
         total = 0
-        for stem, state in self.segments():
-            size = _size(self.directory / f"{stem}.{state}")
+        for stem, state in self.segments(tidy=False):
+            # A live segment may be sealed (renamed) between the listing and this look.
+            size = _size(self.directory / f"{stem}.{state}") or _size(self.directory / f"{stem}.seg")
             total += max(0, size - checkpoint.offsets.get(stem, 0))
         return total
 

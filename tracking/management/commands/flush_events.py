@@ -4,7 +4,9 @@ Without options it runs until SIGTERM/SIGINT: a step (`Flusher.run_once()`) ever
 `OPENTRACE_TRACKING_FLUSH_INTERVAL` seconds, at once again while there is more to write,
 with growing pauses while ClickHouse or the buffer is unavailable. `--once` drains what is
 buffered now and exits: 0 when the buffer is empty, 1 when it could not be emptied within
-`--timeout` seconds (held by an update, ClickHouse busy). Its state goes to
+`--timeout` seconds (held by an update, ClickHouse busy). When a flusher is already running
+(`make run`, the compose service), `--once` does not write: it waits until that one has
+emptied the buffer (so under continuous traffic it times out). Its state goes to
 `<DATA_DIR>/tracking/flusher.json` after every step (the compose health check reads it).
 """
 
@@ -25,7 +27,7 @@ from django.db import close_old_connections, connection
 
 from contract.files import write_atomic
 from opentrace.clickhouse import client as clickhouse
-from tracking.buffer import BufferUnavailable
+from tracking.buffer import BufferUnavailable, get_buffer
 from tracking.flusher import Backoff, Flusher, Outcome
 from tracking.lock import WriterLock
 
@@ -53,11 +55,11 @@ class Command(BaseCommand):
 
     def _run(self, options: dict[str, Any]) -> None:
         lock = WriterLock(settings.OPENTRACE_TRACKING_DIR / "flusher.lock")
-        wait = options["timeout"] if options["once"] else None
-        if not lock.acquire(timeout=wait, should_stop=lambda: self.stopping):
-            if self.stopping:
-                return
-            raise CommandError(f"another flusher holds {lock.path}")
+        if options["once"] and not lock.acquire(timeout=0):
+            self._wait_for_the_running_flusher(options["timeout"])
+            return
+        if not options["once"] and not lock.acquire(timeout=None, should_stop=lambda: self.stopping):
+            return  # asked to stop while another flusher held the lock
         try:
             if options["once"]:
                 self._once(options["timeout"])
@@ -68,6 +70,36 @@ class Command(BaseCommand):
 
     def _stop(self, signum: int, frame: object) -> None:
         self.stopping = True
+
+    def _wait_for_the_running_flusher(self, timeout: float) -> None:
+        """`--once` while the loop runs (`make run`, the compose service): it is the writer, so
+        wait until it has emptied the buffer."""
+        deadline = time.monotonic() + timeout
+        buffer = get_buffer()
+        while not self.stopping:
+            try:
+                left = buffer.backlog()
+            except BufferUnavailable:
+                left = None
+            if left == 0:
+                self.stdout.write("the running flusher has emptied the buffer")
+                return
+            if time.monotonic() >= deadline:
+                raise CommandError(
+                    f"the running flusher has not emptied the buffer within {timeout:.0f} s "
+                    f"({left} still buffered); its state: {self._last_status()}"
+                )
+            time.sleep(0.5)
+
+    @staticmethod
+    def _last_status() -> str:
+        try:
+            data = json.loads((settings.OPENTRACE_TRACKING_DIR / "flusher.json").read_text())
+        except (OSError, ValueError):
+            return "unknown (no status file)"
+        return (
+            f"{data.get('state')}: {data.get('detail') or '-'} (pid {data.get('pid')}, at {data.get('at')})"
+        )
 
     def _once(self, timeout: float) -> None:
         flusher = Flusher()
