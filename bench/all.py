@@ -27,6 +27,7 @@ ORDER = [
     ("chmigrations", []),
     ("footprint", []),
     ("registry", []),
+    ("tracking", []),
     ("faults", []),
 ]
 

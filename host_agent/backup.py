@@ -34,7 +34,9 @@ from host_agent.fsutil import write_json
 FORMAT = 1
 MARGIN_BYTES = 128 * 1024 * 1024
 # Relative to the data dir; each is either backed up separately or must not be restored.
-EXCLUDED = ("backups", "broker", "updates", "run", "celerybeat-schedule")
+# `tracking` is the tracking endpoint's spool: a restore must never rewind it to older
+# contents, or events acknowledged since the backup would be lost (docs/tracking.md).
+EXCLUDED = ("backups", "broker", "updates", "run", "celerybeat-schedule", "tracking")
 EMPTY_PUBLIC_SCHEMA = (
     b"DROP SCHEMA IF EXISTS public CASCADE;\nCREATE SCHEMA public;\nGRANT USAGE ON SCHEMA public TO PUBLIC;\n"
 )

@@ -1,6 +1,6 @@
 """The admin site: Django's, with OpenTrace's operator pages grouped under "Settings".
 
-Models of the `updates` and `smtpconfig` apps, and custom pages registered with
+Models of the `updates`, `smtpconfig` and `tracking` apps, and custom pages registered with
 `register_settings_page()` (e.g. "System updates"), appear together in one "Settings"
 section of the admin index and sidebar.
 """
@@ -14,7 +14,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 
-SETTINGS_APPS = ("updates", "smtpconfig")
+SETTINGS_APPS = ("updates", "smtpconfig", "tracking")
 
 
 @dataclass(frozen=True)

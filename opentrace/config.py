@@ -88,6 +88,7 @@ class Config:
     base_url: str
     email_url: dict[str, object] | None
     log_level: str
+    tracking_buffer: str = "spool"
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -220,6 +221,24 @@ def _origins(name: str, values: list[str]) -> list[str]:
     return values
 
 
+def _tracking_buffer(name: str, value: str) -> str:
+    """`spool` (files in the data dir) or a redis:// URL (docs/tracking.md)."""
+    if value == "spool":
+        return value
+    parts = urlsplit(value)
+    if parts.scheme in {"redis", "rediss"} and parts.hostname:
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a malformed port
+        except ValueError:
+            raise ConfigError(name, "the URL's port is not a number") from None
+        if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+            raise ConfigError(
+                name, "the Redis database in the URL must be a number, e.g. redis://redis:6379/1"
+            )
+        return value
+    raise ConfigError(name, f"expected 'spool' or a redis:// URL, got {value!r}")
+
+
 def _base_url(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.netloc:
@@ -300,4 +319,7 @@ def load_config(environ_: Mapping[str, str], base_dir: Path) -> Config:
         base_url=_base_url("OPENTRACE_BASE_URL", r.str("OPENTRACE_BASE_URL", "http://127.0.0.1:8000")),
         email_url=email_url,
         log_level=log_level,
+        tracking_buffer=_tracking_buffer(
+            "OPENTRACE_TRACKING_BUFFER", r.str("OPENTRACE_TRACKING_BUFFER", "spool") or "spool"
+        ),
     )

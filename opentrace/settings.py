@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "opentrace",
     "updates",
     "smtpconfig",
+    "tracking",
 ]
 
 MIDDLEWARE = [
@@ -119,6 +120,12 @@ CLICKHOUSE = CONFIG.clickhouse
 CLICKHOUSE_CLUSTER = CONFIG.clickhouse_cluster
 # How long a caller waits for the embedded engine while another process holds it.
 CLICKHOUSE_BUSY_TIMEOUT = 10.0
+
+# --- Tracking (tracking/, docs/tracking.md) ------------------------------------------------
+OPENTRACE_TRACKING_BUFFER = CONFIG.tracking_buffer  # "spool" or a redis:// URL
+OPENTRACE_TRACKING_DIR = DATA_DIR / "tracking"  # spool, flusher lock and status; not in backups
+OPENTRACE_TRACKING_KEY_TTL = 5.0  # seconds a process trusts its cached write key answers
+OPENTRACE_TRACKING_FLUSH_INTERVAL = 2.0  # seconds between the flusher's steps when idle
 
 # --- Mail ----------------------------------------------------------------------------
 EMAIL_BACKEND = "smtpconfig.backend.ConfiguredEmailBackend"

@@ -8,6 +8,7 @@ from opentrace.health import healthz
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/updates/", include("updates.api_urls")),
+    path("", include("tracking.urls")),
     path("admin/", include("smtpconfig.urls")),
     path("admin/", include("updates.urls")),
     path("admin/", admin.site.urls),

@@ -1,12 +1,14 @@
 """Run OpenTrace locally with embedded defaults: `make run`.
 
 Prepares the database (migrations, the admin account), then supervises the processes a
-local install needs — the web server, the Celery worker with beat, and the host agent in
-`local` mode — restarting one that dies. SIGHUP restarts the web server and the worker
-from the checkout as it now is (the agent's `local` preset sends it during `deploy`);
-SIGINT/SIGTERM stop everything. The supervisor's pid is in `<DATA_DIR>/run/supervisor.pid`.
-OPENTRACE_RUN_WORKER=0 / OPENTRACE_RUN_AGENT=0 leave the worker / the agent out (the
-end-to-end tests run their own agent); OPENTRACE_HOST / OPENTRACE_PORT choose the address.
+local install needs — the web server, the Celery worker with beat, the tracking flusher
+(`manage.py flush_events`, the one writer of tracked events into ClickHouse) and the host
+agent in `local` mode — restarting one that dies. SIGHUP restarts the web server, the
+worker and the flusher from the checkout as it now is (the agent's `local` preset sends it
+during `deploy`); SIGINT/SIGTERM stop everything. The supervisor's pid is in
+`<DATA_DIR>/run/supervisor.pid`. OPENTRACE_RUN_WORKER=0 / OPENTRACE_RUN_FLUSHER=0 /
+OPENTRACE_RUN_AGENT=0 leave the worker / the flusher / the agent out (the end-to-end tests
+run their own agent); OPENTRACE_HOST / OPENTRACE_PORT choose the address.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ def commands() -> dict[str, list[str]]:
             "--pool=solo",
             "--loglevel=INFO",
         ]
+    flusher = ROOT / "tracking" / "management" / "commands" / "flush_events.py"
+    if flusher.exists() and os.environ.get("OPENTRACE_RUN_FLUSHER", "1") != "0":
+        procs["flusher"] = [PYTHON, "manage.py", "flush_events"]
     if (ROOT / "host_agent" / "__main__.py").exists() and os.environ.get("OPENTRACE_RUN_AGENT", "1") != "0":
         procs["agent"] = [PYTHON, "-m", "host_agent", "run", "--preset", "local", "--project-dir", str(ROOT)]
     return procs
@@ -84,8 +89,8 @@ class Supervisor:
             proc.wait()
 
     def restart_app(self) -> None:
-        print("run_local: restarting web and worker from the current checkout", flush=True)
-        for name in ("web", "worker"):
+        print("run_local: restarting web, worker and flusher from the current checkout", flush=True)
+        for name in ("web", "worker", "flusher"):
             if name in commands():
                 self.stop(name)
                 self.start(name)

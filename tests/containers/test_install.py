@@ -50,7 +50,9 @@ def installed(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Stack:
 
 def test_the_stack_is_up_and_every_container_healthy(installed):
     states = installed.wait_all_healthy(timeout=240)
-    assert states == dict.fromkeys(("web", "worker", "beat", "postgres", "redis", "clickhouse"), "healthy")
+    assert states == dict.fromkeys(
+        ("web", "worker", "beat", "flusher", "postgres", "redis", "clickhouse"), "healthy"
+    )
 
 
 def test_healthz_reports_ok_with_the_checkout_version(installed):

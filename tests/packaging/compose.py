@@ -16,7 +16,7 @@ COMPOSE_FILE = ROOT / "docker-compose.prod.yml"
 TEST_OVERRIDE = ROOT / "tests" / "containers" / "docker-compose.test.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 
-APP_SERVICES = ("web", "worker", "beat")
+APP_SERVICES = ("web", "worker", "beat", "flusher")
 BACKING_SERVICES = ("postgres", "redis", "clickhouse")
 
 # Names in .env that OpenTrace's settings do not read: compose's own, the service passwords

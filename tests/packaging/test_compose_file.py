@@ -49,7 +49,7 @@ def test_it_defines_the_app_and_its_backing_services(config):
     assert set(config["services"]) == {*APP_SERVICES, *BACKING_SERVICES}
 
 
-def test_web_worker_and_beat_run_one_image_built_from_this_checkout(config, project):
+def test_the_app_services_run_one_image_built_from_this_checkout(config, project):
     for name in APP_SERVICES:
         service = config["services"][name]
         assert service["image"] == "opentrace/web:local", name
@@ -288,3 +288,15 @@ def _volumes(service: dict) -> list[dict]:
             {key: value for key, value in volume.items() if key in {"type", "source", "target", "read_only"}}
         )
     return mounts
+
+
+def test_the_flusher_is_the_one_writer_of_tracked_events_and_redis_fsyncs_before_answering(config, tmp_path):
+    assert config["services"]["flusher"]["command"] == ["python", "manage.py", "flush_events"]
+    assert "/app/data/tracking/flusher.json" in config["services"]["flusher"]["healthcheck"]["test"][1]
+    redis = config["services"]["redis"]["command"]
+    assert redis[redis.index("--appendonly") + 1] == "yes"
+    assert redis[redis.index("--appendfsync") + 1] == "always"
+    environment = {key: str(value) for key, value in config["services"]["web"]["environment"].items()}
+    settings = load_config(environment, tmp_path)
+    assert settings.tracking_buffer == "redis://redis:6379/1"
+    assert settings.broker_url != settings.tracking_buffer  # the buffer has a database of its own
