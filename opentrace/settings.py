@@ -123,6 +123,8 @@ CLICKHOUSE_BUSY_TIMEOUT = 10.0
 
 # --- Tracking (tracking/, docs/tracking.md) ------------------------------------------------
 OPENTRACE_TRACKING_BUFFER = CONFIG.tracking_buffer  # "spool" or a redis:// URL
+# Prepended to the Redis buffer's keys (installs or test workers sharing one Redis db).
+OPENTRACE_TRACKING_REDIS_KEY_PREFIX = ""
 OPENTRACE_TRACKING_DIR = DATA_DIR / "tracking"  # spool, flusher lock and status; not in backups
 OPENTRACE_TRACKING_KEY_TTL = 5.0  # seconds a process trusts its cached write key answers
 OPENTRACE_TRACKING_FLUSH_INTERVAL = 2.0  # seconds between the flusher's steps when idle

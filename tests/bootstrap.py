@@ -67,6 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from opentrace.celery import app as celery_app
 
+    settings.OPENTRACE_TRACKING_REDIS_KEY_PREFIX = redis_key_prefix()
     options = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": redis_key_prefix()}
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = options
     celery_app.conf.broker_transport_options = options

@@ -94,9 +94,10 @@ def buffer_kind(request, settings) -> Iterator[str]:
         url = django_settings.CELERY_BROKER_URL
         settings.OPENTRACE_TRACKING_BUFFER = url
         connection = redis.Redis.from_url(url)
-        connection.delete(LIST_KEY, SUSPECT_KEY)
+        keys = [django_settings.OPENTRACE_TRACKING_REDIS_KEY_PREFIX + k for k in (LIST_KEY, SUSPECT_KEY)]
+        connection.delete(*keys)
         yield "redis"
-        connection.delete(LIST_KEY, SUSPECT_KEY)
+        connection.delete(*keys)
         connection.close()
     else:
         yield "spool"

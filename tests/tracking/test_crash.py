@@ -21,6 +21,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 CRASHING_FLUSHER = """
 import os, sys, django
 django.setup()
+from django.conf import settings
+settings.OPENTRACE_TRACKING_REDIS_KEY_PREFIX = os.environ["TEST_TRACKING_KEY_PREFIX"]
 from tracking import store
 from tracking.buffer import get_buffer
 from tracking.flusher import Flusher
@@ -48,6 +50,8 @@ def crash_a_flusher(where: str, settings) -> None:
         OPENTRACE_DATA_DIR=str(settings.OPENTRACE_TRACKING_DIR.parent),
         CLICKHOUSE_URL=settings.CLICKHOUSE.dsn,
         OPENTRACE_TRACKING_BUFFER=settings.OPENTRACE_TRACKING_BUFFER,
+        # This worker's keys in a Redis db other test workers share (tests/bootstrap.py).
+        TEST_TRACKING_KEY_PREFIX=settings.OPENTRACE_TRACKING_REDIS_KEY_PREFIX,
         PYTHONPATH=str(ROOT),
     )
     result = subprocess.run(

@@ -28,7 +28,7 @@ from django.test import override_settings
 
 from opentrace.clickhouse import client as clickhouse
 from opentrace.config import ClickHouseTarget
-from tests.helpers import ROOT, clean_env, closed_port
+from tests.helpers import ROOT, clean_env, free_port
 from tests.tracking.conftest import event
 
 pytestmark = pytest.mark.slow
@@ -90,7 +90,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
 
 @pytest.fixture
 def web(site: Site) -> Iterator[tuple[str, subprocess.Popen]]:
-    port = closed_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import ROOT, clean_env, closed_port, manage
+from tests.helpers import ROOT, clean_env, free_port, manage
 from tests.test_run_local import wait_for_health
 from tests.tracking.conftest import event
 
@@ -37,7 +37,7 @@ def flusher_status(data_dir) -> dict:
 
 
 def test_the_local_runner_flushes_tracked_events_into_clickhouse(tmp_path):
-    port = closed_port()
+    port = free_port()
     env = clean_env(
         OPENTRACE_DATA_DIR=str(tmp_path),
         OPENTRACE_PORT=str(port),

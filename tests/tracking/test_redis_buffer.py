@@ -19,9 +19,7 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 def redis_buffer():
     name = uuid.uuid4().hex
-    buffer = RedisBuffer(
-        settings.CELERY_BROKER_URL, list_key=f"test:{name}:list", suspect_key=f"test:{name}:s"
-    )
+    buffer = RedisBuffer(settings.CELERY_BROKER_URL, key_prefix=f"test:{name}:")
     yield buffer
     buffer.client.delete(buffer.list_key, buffer.suspect_key)
 

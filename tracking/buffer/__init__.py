@@ -56,13 +56,17 @@ class Buffer(Protocol):
 
 
 _buffer: Buffer | None = None
-_configured: tuple[str, str] | None = None
+_configured: tuple[str, str, str] | None = None
 
 
 def get_buffer() -> Buffer:
     """The configured buffer, one per process (rebuilt when the settings change, as in tests)."""
     global _buffer, _configured
-    key = (settings.OPENTRACE_TRACKING_BUFFER, str(settings.OPENTRACE_TRACKING_DIR))
+    key = (
+        settings.OPENTRACE_TRACKING_BUFFER,
+        str(settings.OPENTRACE_TRACKING_DIR),
+        settings.OPENTRACE_TRACKING_REDIS_KEY_PREFIX,
+    )
     if _buffer is None or _configured != key:
         if settings.OPENTRACE_TRACKING_BUFFER == "spool":
             from tracking.buffer.spool import Spool
@@ -71,6 +75,8 @@ def get_buffer() -> Buffer:
         else:
             from tracking.buffer.redis import RedisBuffer
 
-            _buffer = RedisBuffer(settings.OPENTRACE_TRACKING_BUFFER)
+            _buffer = RedisBuffer(
+                settings.OPENTRACE_TRACKING_BUFFER, key_prefix=settings.OPENTRACE_TRACKING_REDIS_KEY_PREFIX
+            )
         _configured = key
     return _buffer

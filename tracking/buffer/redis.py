@@ -54,10 +54,10 @@ class TrimRefused(BufferUnavailable):
 
 
 class RedisBuffer:
-    def __init__(self, url: str, *, list_key: str = LIST_KEY, suspect_key: str = SUSPECT_KEY) -> None:
+    def __init__(self, url: str, *, key_prefix: str = "") -> None:
         self.url = url
-        self.list_key = list_key
-        self.suspect_key = suspect_key
+        self.list_key = key_prefix + LIST_KEY
+        self.suspect_key = key_prefix + SUSPECT_KEY
         self.client = redis.Redis.from_url(
             url, socket_connect_timeout=3, socket_timeout=5, health_check_interval=30
         )
