@@ -24,10 +24,10 @@ from tests.containers.stack import BASE_IMAGE, ROOT, Stack
 PROBE = """
 id -u; cat /app/VERSION
 test -f /app/staticfiles/staticfiles.json && echo static-ok
-for m in django celery psycopg clickhouse_connect gunicorn whitenoise; do
+for m in django celery psycopg clickhouse_connect gunicorn whitenoise apprise; do
     python -c "import $m" && echo "has-$m"
 done
-for m in chdb pytest ruff hypothesis yaml; do
+for m in chdb pytest ruff hypothesis playwright; do
     python -c "import $m" 2>/dev/null && echo "LEAK-$m"
 done
 command -v gcc cc || echo no-compiler
@@ -195,7 +195,7 @@ def test_the_production_image_carries_no_test_or_embedded_package(stack):
     assert lines[0] == "10001"
     assert lines[1] == (ROOT / "VERSION").read_text(encoding="utf-8").strip()
     assert "static-ok" in lines
-    for module in ("django", "celery", "psycopg", "clickhouse_connect", "gunicorn", "whitenoise"):
+    for module in ("django", "celery", "psycopg", "clickhouse_connect", "gunicorn", "whitenoise", "apprise"):
         assert f"has-{module}" in lines
     assert not [line for line in lines if line.startswith("LEAK-")]
     assert "no-compiler" in lines
