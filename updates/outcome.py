@@ -76,6 +76,11 @@ def summarize(text: str, *, without_repair: bool = False) -> str:
     return summary
 
 
+def without_repair_advice(text: str) -> str:
+    """`text` without the migrator's repair advice (for a migration the rollback removed)."""
+    return _REPAIR_ADVICE.sub("", text).strip()
+
+
 def rollback_result(rollback_message: str, from_version: str) -> str:
     """What the rollback step did, from its message (`checked out …; database restored from …`)."""
     message = rollback_message.lower()

@@ -22,6 +22,7 @@ from django.utils import timezone
 from updates.formatting import format_duration
 from updates.models import AgentHeartbeat, RunStatus, UpdateRun
 from updates.models.agents import AgentStatus
+from updates.outcome import data_restored, summarize, without_repair_advice
 
 LOG_TAIL = 200  # log lines the page shows; the run's admin page has all of them
 
@@ -45,7 +46,8 @@ class StepProgress(TypedDict):
     finished_at: str | None
     duration_seconds: float | None
     duration_display: str  # "0.9 s", "2 min 05 s"; "" while it runs
-    message: str
+    message: str  # the agent's words, repair advice the rollback made moot left out
+    summary: str  # the message in one line, for the step table
 
 
 class RunProgress(TypedDict):
@@ -113,6 +115,9 @@ def _current_step(steps: list[StepProgress]) -> str:
 def run_progress(run: UpdateRun, *, agent: AgentStatus | None = None, seen: str | None = None) -> RunProgress:
     """The progress of `run`; `seen` is the status the page already showed for it."""
     agent = agent or AgentHeartbeat.status()
+    parts = run.outcome_parts()
+    # After a rollback that restored the database, "resume the migration" would re-apply it.
+    moot = run.status == RunStatus.ROLLED_BACK and data_restored(run.rollback_message())
     steps: list[StepProgress] = [
         {
             "name": step["name"],
@@ -122,13 +127,13 @@ def run_progress(run: UpdateRun, *, agent: AgentStatus | None = None, seen: str 
             "finished_at": _iso(step["finished_at"]),
             "duration_seconds": step["duration"].total_seconds() if step["duration"] else None,
             "duration_display": format_duration(step["duration"]),
-            "message": step["message"],
+            "message": without_repair_advice(step["message"]) if moot else step["message"],
+            "summary": summarize(step["message"], without_repair=moot),
         }
         for step in run.step_timeline()
     ]
     status = str(run.status)
     display = run.get_status_display()
-    parts = run.outcome_parts()
     outcome, tone = parts.headline, parts.tone
     catching_up = False
     if status == RunStatus.REQUESTED and claimed_by_agent(run, agent):
