@@ -6,6 +6,8 @@ page is a real Chromium polling the live server. Each test names the point it ho
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from django.test import Client
 from playwright.sync_api import expect
@@ -126,9 +128,9 @@ def test_point_2_progress_never_goes_backwards_when_the_record_is_restored(admin
 
     statuses = [s["status"] for s in seen(page)]
     ranks = {"Requested": 0, "Running": 1, "Failed": 2}
-    assert all(ranks[a] <= ranks[b] for a, b in zip(statuses, statuses[1:], strict=False)), statuses
+    assert all(ranks[a] <= ranks[b] for a, b in pairwise(statuses)), statuses
     rows = [len(s["steps"]) for s in seen(page)]
-    assert all(a <= b for a, b in zip(rows, rows[1:], strict=False)), rows
+    assert all(a <= b for a, b in pairwise(rows)), rows
 
 
 def test_point_3_the_page_shows_the_install_as_it_is_once_the_run_ends(admin_page, offered, settings):  # noqa: F811
