@@ -115,7 +115,8 @@ def describe(run: object, *, rollback_message: str = "") -> Outcome:
         who = (error or "Cancelled.").rstrip(".")
         return Outcome(f"{who} before an agent claimed it; nothing was changed.", "", "", "", "neutral")
 
-    raw = (rollback_cause if status == RunStatus.ROLLED_BACK else error) or error or rollback_cause
+    # The agent reports a rollback's cause as `rollback_cause`; an explicit error is more precise.
+    raw = error or rollback_cause
     rollback_failure = ""
     failed_too = _ROLLBACK_FAILED.match(raw)
     if failed_too:
