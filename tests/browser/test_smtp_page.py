@@ -38,7 +38,8 @@ def test_point_12_the_smtp_page_tests_what_is_typed_and_warns_about_what_cannot_
     # Section headings are one line tall, with their text inside; none is an empty bar.
     for heading in page.locator("#smtpsettings_form h2").all():
         box = heading.bounding_box()
-        assert box is not None and box["height"] < 45, (heading.inner_text(), box)
+        assert box is not None
+        assert box["height"] < 45, (heading.inner_text(), box)
         assert heading.inner_text().strip(), "an empty heading bar"
     if width == 1280:
         screenshot(page, artifacts, "smtp-configuration")
