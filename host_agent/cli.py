@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from host_agent import AGENT_VERSION
+from host_agent import AGENT_VERSION, effective
 from host_agent.config import load_config
 from host_agent.errors import AgentError, ConfigError
 from host_agent.lock import LockHeld
@@ -44,6 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe(agent: object) -> dict[str, object]:
+    """`status`: the agent's state, with the running agent's own configuration when one runs.
+
+    Without that, the configuration shown would be this command's (its flags, environment
+    and defaults), which need not be the running agent's: `make run` starts it with
+    `--preset local` and its own backend URL.
+    """
+    status = agent.status()  # type: ignore[attr-defined]
+    recorded = effective.read(agent.config.state_dir) if status.get("agent_running") else None  # type: ignore[attr-defined]
+    if recorded is not None:
+        for key in ("preset", "backend_url", "project_dir", "data_dir"):
+            status[key] = recorded[key]
+        status["configuration"] = f"the running agent's (pid {recorded['pid']})"
+    else:
+        status["configuration"] = "this command's flags and environment (no running agent recorded its own)"
+    return status
+
+
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -62,7 +80,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     stop = threading.Event()
     agent = Agent(config, stop=stop)
     if args.command == "status":
-        print(json.dumps(agent.status(), indent=2, sort_keys=True))
+        print(json.dumps(describe(agent), indent=2, sort_keys=True))
         return EXIT_OK
 
     def on_term(signum: int, frame: object) -> None:
@@ -74,7 +92,14 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     signal.signal(signal.SIGINT, on_term)
     try:
         if args.command == "run":
-            return agent.run_forever()
+            try:
+                effective.record(config)
+            except OSError as exc:  # `status` then says what this command was given
+                logging.getLogger("host_agent").warning("could not record the configuration: %s", exc)
+            try:
+                return agent.run_forever()
+            finally:
+                effective.forget(config)
         if args.command == "once":
             return agent.run_once()
         print(agent.backup_now())
