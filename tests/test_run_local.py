@@ -99,9 +99,8 @@ def test_mails_link_to_the_port_the_runner_serves_on():
     finally:
         sys.path.pop(0)
     assert run_local.base_url({"OPENTRACE_PORT": "8100"}) == "http://127.0.0.1:8100"
-    assert (
-        run_local.base_url({"OPENTRACE_PORT": "8100", "OPENTRACE_HOST": "0.0.0.0"}  # noqa: S104) == "http://127.0.0.1:8100"
-    )
+    every_interface = {"OPENTRACE_PORT": "8100", "OPENTRACE_HOST": "0.0.0.0"}  # noqa: S104
+    assert run_local.base_url(every_interface) == "http://127.0.0.1:8100"
     assert run_local.base_url({"OPENTRACE_HOST": "::1", "OPENTRACE_PORT": "9000"}) == "http://[::1]:9000"
     explicit = {"OPENTRACE_PORT": "8100", "OPENTRACE_BASE_URL": "https://analytics.example.com"}
     assert run_local.base_url(explicit) == "https://analytics.example.com"

@@ -9,6 +9,7 @@ them: `OPENTRACE_BROWSER_ARTIFACTS=/tmp/shots .venv/bin/python -m pytest tests/b
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
@@ -40,29 +41,33 @@ def confirm_install(page: Page, running: str, version: str) -> None:
     expect(page.locator("#confirm-to")).to_have_text(version)
     expect(page.locator("#confirm-agent")).to_contain_text("online")
     page.get_by_role("button", name=f"Yes, install {version}").click()
-    expect(page.locator(".messagelist .success")).to_contain_text(f"The update to {version} was requested")
+    expect(page.locator("#run-progress h2")).to_contain_text(f"→ {version}")
     page.evaluate(WATCH_PROGRESS)
 
 
-# Records every state of the progress box the page shows, in this very document: if the page
-# reloaded (or the polling script gave up during the restart) the record would be gone or stop.
+# Records every state of the progress box the page shows, in the tab's sessionStorage: the
+# page loads itself again once (when the run ends), and the record must cover both documents.
 WATCH_PROGRESS = """() => {
-  const box = document.getElementById("run-progress");
-  window.__seen = [];
-  const record = () => window.__seen.push({
-    status: document.getElementById("run-status").textContent,
-    steps: Array.from(
-      box.querySelectorAll("#run-steps tr"), (row) => [row.cells[0].textContent, row.cells[1].textContent]
-    ),
-    connection: document.getElementById("run-connection").textContent,
-  });
+  const seen = [];
+  sessionStorage.setItem("__seen", "[]");
+  const record = () => {
+    const box = document.getElementById("run-progress");
+    if (!box) { return; }
+    seen.push({
+      status: document.getElementById("run-status").textContent,
+      steps: Array.from(
+        box.querySelectorAll("#run-steps tr"), (row) => [row.cells[0].textContent, row.cells[1].textContent]
+      ),
+    });
+    sessionStorage.setItem("__seen", JSON.stringify(seen));
+  };
   record();
-  new MutationObserver(record).observe(box, {subtree: true, childList: true, characterData: true});
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
 
 
 def seen_progress(page: Page) -> list[dict]:
-    return page.evaluate("window.__seen")
+    return page.evaluate('JSON.parse(sessionStorage.getItem("__seen") || "[]")')
 
 
 def distinct(values: list) -> list:
@@ -88,9 +93,12 @@ def test_an_admin_installs_the_update_and_watches_it_through_the_restart(
     expect(status).to_have_text("Running", timeout=UPDATE_TIMEOUT_MS)
     expect(page.locator("#run-steps")).to_contain_text("fetch", timeout=UPDATE_TIMEOUT_MS)
     screenshot(page, artifacts, "system-updates-in-progress")
-    expect(status).to_have_text("Succeeded", timeout=UPDATE_TIMEOUT_MS)
-    expect(page.locator("#run-outcome")).to_have_text(f"OpenTrace {OFFERED_VERSION} is installed.")
-    expect(page.locator("#run-connection")).to_have_text("Finished.")
+    # When the run ends the page loads itself again: the versions are the ones serving now.
+    expect(page.locator("#running-version")).to_have_text(OFFERED_VERSION, timeout=UPDATE_TIMEOUT_MS)
+    expect(status).to_have_text("Succeeded")
+    expect(page.locator("#run-headline")).to_have_text(
+        f"Now on {OFFERED_VERSION} — the update from {running} succeeded."
+    )
     assert step_states(page) == [(step, "succeeded") for step in STEPS]
     assert site.running_version() == OFFERED_VERSION
 
@@ -102,9 +110,8 @@ def test_an_admin_installs_the_update_and_watches_it_through_the_restart(
     assert all([name for name, _ in steps] == STEPS[: len(steps)] for steps in shown), shown
     assert len(shown) >= 3, f"the page saw too few intermediate states: {shown}"
 
-    page.reload()
-    expect(page.locator("#running-version")).to_have_text(OFFERED_VERSION)
     expect(page.locator("#latest-release")).to_contain_text("Up to date")
+    expect(page.get_by_role("button", name="Skip this version")).to_have_count(0)
     screenshot(page, artifacts, "system-updates-succeeded")
 
     open_settings_page(page, site, "Update history")
@@ -127,7 +134,8 @@ def test_a_release_that_never_becomes_healthy_is_rolled_back(page: Page, site: B
 
     status = page.locator("#run-status")
     expect(status).to_have_text("Rolled back", timeout=UPDATE_TIMEOUT_MS)
-    expect(page.locator("#run-outcome")).to_contain_text("Failed at step healthcheck.")
+    headline = page.locator("#run-headline")
+    expect(headline).to_contain_text(f"Still on {running} — {BROKEN_VERSION} failed at healthcheck:")
     states = dict(step_states(page))
     assert states["healthcheck"] == "failed"
     assert states["rollback"] == "succeeded"
@@ -137,8 +145,39 @@ def test_a_release_that_never_becomes_healthy_is_rolled_back(page: Page, site: B
     page.reload()
     expect(page.locator("#running-version")).to_have_text(running)
     expect(page.locator("#run-status")).to_have_text("Rolled back")
-    expect(page.locator("#run-outcome")).to_contain_text("Failed at step healthcheck.")
-    # Still offered: an admin may retry once the release is fixed, or skip it.
+    expect(headline).to_contain_text(f"{BROKEN_VERSION} failed at healthcheck:")
+    # Still offered: an admin may retry once the release is fixed (told it failed here), or skip it.
     expect(page.locator("#latest-release")).to_contain_text(BROKEN_VERSION)
+    expect(page.locator("#previous-failure")).to_contain_text(f"{BROKEN_VERSION} failed on this install")
+    expect(page.get_by_role("button", name=f"Try {BROKEN_VERSION} again…")).to_be_visible()
     expect(page.get_by_role("button", name="Skip this version")).to_be_visible()
     screenshot(page, artifacts, "system-updates-rolled-back")
+
+
+def test_the_readmes_agent_and_restore_commands_work_on_this_make_run_install(site: BrowserSite):
+    """Issue 19, point 16: `python3 -m host_agent status` and `./restore_all.py … --dry-run`,
+    verbatim from the README, in the install's directory, with no flags."""
+    env = site.env()
+    env.pop("OPENTRACE_AGENT_PRESET", None)
+    status = subprocess.run(
+        ["python3", "-m", "host_agent", "status"], cwd=site.checkout, env=env, capture_output=True, text=True
+    )
+    assert status.returncode == 0, status.stderr
+    state = json.loads(status.stdout)
+    assert state["agent_running"] is True
+    assert state["preset"] == "local"  # the running agent's, not the default "compose"
+    assert state["backend_url"] == site.url
+    assert state["configuration"].startswith("the running agent's")
+
+    [latest, *_] = sorted(state["backups"], reverse=True)
+    plan = subprocess.run(
+        # The README's `data/backups/<set>`: this install keeps its data dir beside the checkout.
+        ["./restore_all.py", str(site.data_dir / "backups" / latest), "--dry-run"],
+        cwd=site.checkout,
+        env={**env, "OPENTRACE_DATA_DIR": str(site.data_dir)},
+        capture_output=True,
+        text=True,
+    )
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "a restore would put back:" in plan.stdout
+    assert "would discard everything written since it was taken" in plan.stdout
