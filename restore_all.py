@@ -64,6 +64,7 @@ def plan(config: AgentConfig, directory: Path) -> list[str]:
         " admin log entries, users and settings changed since",
         f"  - events tracked into ClickHouse since {taken}",
         f"  - files changed in {config.data_dir} since then (except backups/ and the agent's own state)",
+        "dry run: nothing restored",
         f"to restore it: stop OpenTrace, then run {Path(sys.argv[0]).name} {directory} (without --dry-run)",
     ]
     return lines
