@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from updates.formatting import format_duration, format_instant
 from updates.models import UpdateRun
+from updates.outcome import readable_steps
 
 # "System updates" is a custom page listed first in the admin's Settings section.
 admin.site.register_settings_page("System updates", "updates_system", order=0)
@@ -40,9 +41,10 @@ class UpdateRunAdmin(admin.ModelAdmin):
     list_select_related = ("requested_by",)
     list_per_page = 50
     show_full_result_count = False
+    # The agent's error and rollback texts are behind the outcome's "Details" (outcome_display).
     fields = (
         "id",
-        "status_badge",
+        "run_status",
         "outcome_display",
         "from_version",
         "to_version",
@@ -55,8 +57,6 @@ class UpdateRunAdmin(admin.ModelAdmin):
         "finished_when",
         "duration_display",
         "failed_step",
-        "error",
-        "rollback_cause",
         "manifest_display",
     )
     readonly_fields = fields
@@ -75,7 +75,16 @@ class UpdateRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Outcome")
     def outcome_display(self, run: UpdateRun) -> str:
-        return run.outcome
+        # One sentence, as on System updates; the agent's own words one click away.
+        parts = run.outcome_parts()
+        if not parts.detail:
+            return format_html('<span id="run-headline">{}</span>', parts.headline)
+        return format_html(
+            '<span id="run-headline">{}</span><details id="run-detail"><summary>Details</summary>'
+            '<pre class="ot-detail">{}</pre></details>',
+            parts.headline,
+            parts.detail,
+        )
 
     @admin.display(description="Registry document")
     def manifest_display(self, run: UpdateRun) -> str:
@@ -91,6 +100,11 @@ class UpdateRunAdmin(admin.ModelAdmin):
     @admin.display(description="Outcome", ordering="status")
     def status_badge(self, run: UpdateRun) -> str:
         return format_html('<span class="ot-badge {}">{}</span>', run.status, run.get_status_display())
+
+    @admin.display(description="Status")
+    def run_status(self, run: UpdateRun) -> str:
+        # The run's page has the outcome's sentence under "Outcome"; its state is the badge.
+        return self.status_badge(run)
 
     @admin.display(description="Requested by", ordering="requested_by__username")
     def requested_by_name(self, run: UpdateRun) -> str:
@@ -126,6 +140,6 @@ class UpdateRunAdmin(admin.ModelAdmin):
         run = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if run is not None:
-            extra["timeline"] = run.step_timeline()
+            extra["timeline"] = readable_steps(run)
             extra["log"] = run.log_lines()
         return super().change_view(request, object_id, form_url, extra_context=extra)

@@ -8,16 +8,22 @@ under "Error" and `rollback` under "Rollback".
 The agent reports a failure as text (SPEC §6: the failed step's message, and the run's
 "rolled_back"/"failed" message `<step> failed: <cause>`); this module only rewords it:
 the step name is said once, a command's output is cut to its last line, and repair advice
-for a migration the rollback removed (the database was restored from the backup taken
-before the update) is dropped, since following it would re-apply what the rollback undid.
+for a migration the rollback removed (its migrations reverted, or the database restored from
+the backup taken before the update) is dropped, since following it would re-apply what the
+rollback undid. `readable_steps(run)` words the step table the same way, for the System
+updates page and the run's page in Update history alike.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from updates.models.runs import RunStatus
+from updates.models.runs import RunStatus, TimelineStep
+
+if TYPE_CHECKING:
+    from updates.models import UpdateRun
 
 SUMMARY_LIMIT = 240
 
@@ -52,10 +58,8 @@ def _meaningful_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("^")]
 
 
-def summarize(text: str, *, without_repair: bool = False) -> str:
+def summarize(text: str) -> str:
     """One line of an agent's failure text: a command's last output line, not all of it."""
-    if without_repair:
-        text = _REPAIR_ADVICE.sub("", text)
     match = _EXITED.match(text.strip())
     if match:
         lines = _meaningful_lines(match.group("tail"))
@@ -92,8 +96,29 @@ def rollback_result(rollback_message: str, from_version: str) -> str:
     return f"the previous release ({from_version}) is serving again"
 
 
-def data_restored(rollback_message: str) -> bool:
-    return "database restored" in rollback_message.lower()
+def repair_advice_is_moot(status: str) -> bool:
+    """A run that rolled back removed what its failed migration left (reverted, or the database
+    restored): advice to resume that migration would re-apply what the rollback undid."""
+    return status == RunStatus.ROLLED_BACK
+
+
+class ReadableStep(TimelineStep):
+    summary: str  # the message in one line, for a step table
+
+
+def readable_steps(run: UpdateRun) -> list[ReadableStep]:
+    """The run's step timeline with each message in one line (`summary`) and in full
+    (`message`), repair advice that the rollback made moot left out of both."""
+    moot = repair_advice_is_moot(run.status)
+    steps: list[ReadableStep] = []
+    for step in run.step_timeline():
+        message = without_repair_advice(step["message"]) if moot else step["message"].strip()
+        summary = summarize(message)
+        # A one-line message stays as the agent wrote it (summarize drops a final full stop).
+        steps.append(
+            {**step, "message": message, "summary": message if summary == message.rstrip(" .;") else summary}
+        )
+    return steps
 
 
 def describe(run: object, *, rollback_message: str = "") -> Outcome:
@@ -123,12 +148,11 @@ def describe(run: object, *, rollback_message: str = "") -> Outcome:
         raw, rollback_failure = failed_too.group("cause"), failed_too.group("rollback")
         # `<step> failed (<cause>)` is how the agent says it then.
         raw = re.sub(rf"^{re.escape(step)} failed \((.*)\)$", r"\1", raw.strip(), flags=re.S) if step else raw
-    restored = status == RunStatus.ROLLED_BACK and data_restored(rollback_message)
     rejected = raw.strip().startswith(REJECTED)
     body = raw.strip()[len(REJECTED) :] if rejected else _strip_step(raw, step)
-    if restored:
-        body = _REPAIR_ADVICE.sub("", body)
-    cause = summarize(body, without_repair=restored) or "no reason was reported"
+    if repair_advice_is_moot(status):
+        body = without_repair_advice(body)
+    cause = summarize(body) or "no reason was reported"
     where = f" at {step}" if step else ""
     detail = body.strip()
 

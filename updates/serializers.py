@@ -22,7 +22,7 @@ from django.utils import timezone
 from updates.formatting import format_duration
 from updates.models import AgentHeartbeat, RunStatus, UpdateRun
 from updates.models.agents import AgentStatus
-from updates.outcome import data_restored, summarize, without_repair_advice
+from updates.outcome import readable_steps
 
 LOG_TAIL = 200  # log lines the page shows; the run's admin page has all of them
 
@@ -116,8 +116,6 @@ def run_progress(run: UpdateRun, *, agent: AgentStatus | None = None, seen: str 
     """The progress of `run`; `seen` is the status the page already showed for it."""
     agent = agent or AgentHeartbeat.status()
     parts = run.outcome_parts()
-    # After a rollback that restored the database, "resume the migration" would re-apply it.
-    moot = run.status == RunStatus.ROLLED_BACK and data_restored(run.rollback_message())
     steps: list[StepProgress] = [
         {
             "name": step["name"],
@@ -127,10 +125,10 @@ def run_progress(run: UpdateRun, *, agent: AgentStatus | None = None, seen: str 
             "finished_at": _iso(step["finished_at"]),
             "duration_seconds": step["duration"].total_seconds() if step["duration"] else None,
             "duration_display": format_duration(step["duration"]),
-            "message": without_repair_advice(step["message"]) if moot else step["message"],
-            "summary": summarize(step["message"], without_repair=moot),
+            "message": step["message"],
+            "summary": step["summary"],
         }
-        for step in run.step_timeline()
+        for step in readable_steps(run)
     ]
     status = str(run.status)
     display = run.get_status_display()

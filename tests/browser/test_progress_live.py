@@ -226,6 +226,32 @@ def test_point_5_the_outcome_is_one_sentence_with_the_detail_collapsed(admin_pag
     assert "clickhouse_migrate resume" not in page.locator("#run-banner").inner_text()
 
 
+def test_point_5_the_runs_page_in_update_history_reads_the_same_way(admin_page):
+    page = admin_page
+    run = make_run()
+    rolled_back_at_migrate(run)
+    page.goto(page.base + f"/admin/updates/updaterun/{run.pk}/change/")
+    expect(page.locator(".field-run_status .ot-badge")).to_have_text("Rolled back")
+    headline = page.locator("#run-headline")
+    expect(headline).to_have_text(UpdateRun.objects.get(pk=run.pk).outcome)
+    expect(headline).to_contain_text("Still on 1.1.5 — 1.2.0 failed at migrate: ")
+    detail = page.locator("#run-detail pre")
+    expect(detail).to_be_hidden()
+    page.locator("#run-detail summary").click()
+    expect(detail).to_contain_text("Apply all migrations")
+
+    # One line per step; the migration's full text is folded under it.
+    migrate = page.locator("#run-timeline tbody tr").filter(has_text="migrate").first
+    message = migrate.locator("td.ot-message")
+    expect(message).to_contain_text("Unknown identifier 'steps'")
+    expect(message.locator("pre")).to_be_hidden()
+    assert "Operations to perform" not in message.inner_text()
+    message.locator("summary").click()
+    expect(message.locator("pre")).to_contain_text("Apply all migrations")
+    # The rollback removed the migration: advice to resume it would re-apply it.
+    assert "clickhouse_migrate resume" not in page.locator("#content-main").inner_text()
+
+
 def test_point_14_the_page_fits_a_phone(admin_page, offered, width, artifacts):  # noqa: F811
     page = admin_page
     heartbeat()

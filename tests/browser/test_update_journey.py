@@ -120,7 +120,10 @@ def test_an_admin_installs_the_update_and_watches_it_through_the_restart(
     expect(row).to_contain_text(ADMIN_USER)
     row.get_by_role("link").first.click()
     expect(page.locator("#run-timeline")).to_contain_text("healthcheck")
-    expect(page.locator(".field-status")).to_contain_text("Succeeded")
+    expect(page.locator(".field-run_status .ot-badge")).to_have_text("Succeeded")
+    expect(page.locator("#run-headline")).to_have_text(
+        f"Now on {OFFERED_VERSION} — the update from {running} succeeded."
+    )
     expect(page.locator("#run-log")).not_to_have_text("No log lines reported.")
 
 
