@@ -65,21 +65,9 @@ def plan(config: AgentConfig, directory: Path) -> list[str]:
         f"  - events tracked into ClickHouse since {taken}",
         f"  - files changed in {config.data_dir} since then (except backups/ and the agent's own state)",
         "dry run: nothing restored",
-        f"to restore it: stop OpenTrace, then run {Path(sys.argv[0]).name} {directory} (without --dry-run)",
+        f"to restore it: stop OpenTrace, then run {sys.argv[0]} {directory} (without --dry-run)",
     ]
     return lines
-
-
-def preset_of(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> str | None:
-    """The preset asked for, else the running agent's, else `local` on a `make run` install."""
-    if args.preset or os.environ.get("OPENTRACE_AGENT_PRESET"):
-        return args.preset
-    recorded = effective.read(state_dir)
-    if recorded is not None:
-        return str(recorded["preset"])
-    if (data_dir / "run" / "supervisor.pid").exists():
-        return "local"  # scripts/run_local.py (make run) serves this data dir
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         config = load_config(flags, os.environ, require_secret=False)
-        preset = preset_of(args, config.data_dir, config.state_dir)
-        if preset and preset != config.preset:
+        preset = effective.preset_in_use(config, flags, os.environ)
+        if preset != config.preset:
             config = load_config({**flags, "preset": preset}, os.environ, require_secret=False)
         if args.dry_run:
             # Only the set is read: no engine, database tool or Docker is needed for a plan.

@@ -69,8 +69,14 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    env = os.environ if environ is None else environ
     try:
-        config = load_config(vars(args), os.environ if environ is None else environ)
+        config = load_config(vars(args), env)
+        if args.command == "backup":
+            # By hand on a `make run` install: its agent's `local` preset, not the default `compose`.
+            preset = effective.preset_in_use(config, vars(args), env)
+            if preset != config.preset:
+                config = load_config({**vars(args), "preset": preset}, env)
     except ConfigError as exc:
         print(f"host_agent: configuration error: {exc}", file=sys.stderr)
         return EXIT_REJECTED

@@ -1,16 +1,17 @@
 """What the running agent is: its effective configuration, recorded in its state dir.
 
-`python3 -m host_agent status` (and `restore_all.py`) are run by hand, often without the
-flags or environment the running agent got (`make run` starts it with `--preset local` and
-its own backend URL). The running agent records the configuration it actually uses in
-`<state dir>/effective.json`; they read it back, as untrusted input: every field is checked,
-and a record that fails a check is ignored rather than believed.
+`python3 -m host_agent status` and `backup` (and `restore_all.py`) are run by hand, often
+without the flags or environment the running agent got (`make run` starts it with
+`--preset local` and its own backend URL). The running agent records the configuration it
+actually uses in `<state dir>/effective.json`; they read it back, as untrusted input: every
+field is checked, and a record that fails a check is ignored rather than believed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -72,3 +73,16 @@ def read(state_dir: Path) -> dict[str, object] | None:
         return None
     return {"pid": pid, "preset": preset, "backend_url": url, "project_dir": project,
             "data_dir": data_dir, "remote": remote}  # fmt: skip
+
+
+def preset_in_use(config: AgentConfig, flags: Mapping[str, object], environ: Mapping[str, str]) -> str:
+    """The preset a command run by hand works with: the one asked for (flag or variable), else
+    the running agent's, else `local` where `make run` serves the data dir, else the default."""
+    if flags.get("preset") or environ.get("OPENTRACE_AGENT_PRESET"):
+        return config.preset
+    recorded = read(config.state_dir)
+    if recorded is not None:
+        return str(recorded["preset"])
+    if (config.data_dir / "run" / "supervisor.pid").exists():
+        return "local"  # scripts/run_local.py's supervisor
+    return config.preset

@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 from tests.browser.conftest import BROKEN_VERSION, OFFERED_VERSION
 from tests.browser.pages import check_now, log_in, open_settings_page, reload_until, screenshot
 from tests.browser.site import ADMIN_USER, BrowserSite
-from tests.e2e.conftest import ADMIN_PASSWORD
+from tests.e2e.conftest import ADMIN_PASSWORD, PYTHON
 
 STEPS = ["preflight", "backup", "fetch", "build", "deploy", "migrate", "healthcheck"]
 # An update of the real app on a loaded 2-core machine takes about half a minute.
@@ -158,8 +158,9 @@ def test_a_release_that_never_becomes_healthy_is_rolled_back(page: Page, site: B
 
 
 def test_the_readmes_agent_and_restore_commands_work_on_this_make_run_install(site: BrowserSite):
-    """Issue 19, point 16: `python3 -m host_agent status` and `./restore_all.py … --dry-run`,
-    verbatim from the README, in the install's directory, with no flags."""
+    """Issue 19, point 16: `python3 -m host_agent status`, `python3 -m host_agent backup` and
+    `./restore_all.py … --dry-run`, verbatim from the README, in the install's directory, with
+    no flags (the host's python3, as the README has it, not the test's virtualenv)."""
     env = site.env()
     env.pop("OPENTRACE_AGENT_PRESET", None)
     status = subprocess.run(
@@ -172,12 +173,21 @@ def test_the_readmes_agent_and_restore_commands_work_on_this_make_run_install(si
     assert state["backend_url"] == site.url
     assert state["configuration"].startswith("the running agent's")
 
-    [latest, *_] = sorted(state["backups"], reverse=True)
+    # The app's Python: a `make run` checkout has `.venv`, found by default; this one is served
+    # by the test's interpreter, so it is named as the agent was given it.
+    env["OPENTRACE_AGENT_PYTHON"] = PYTHON
+    backup = subprocess.run(
+        ["python3", "-m", "host_agent", "backup"], cwd=site.checkout, env=env, capture_output=True, text=True
+    )
+    # With the default `compose` preset this was "pg_dump failed" on a SQLite install.
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    made = Path(backup.stdout.strip().splitlines()[-1])
+    assert made.parent == site.data_dir / "backups", backup.stdout
+
     plan = subprocess.run(
-        # The README's `data/backups/<set>`: this install keeps its data dir beside the checkout.
-        ["./restore_all.py", str(site.data_dir / "backups" / latest), "--dry-run"],
+        ["./restore_all.py", str(made), "--dry-run"],
         cwd=site.checkout,
-        env={**env, "OPENTRACE_DATA_DIR": str(site.data_dir)},
+        env=env,
         capture_output=True,
         text=True,
     )
