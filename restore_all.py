@@ -7,8 +7,9 @@ PostgreSQL's public schema emptied and the dump applied in one transaction), the
 ClickHouse tables and the rest of the data dir are restored.
 Stop OpenTrace first (or expect its processes to see the data change under them).
 Configuration is the agent's: --project-dir, --data-dir, --preset, or their variables; without
-a preset, the running agent's (or `local` on a `make run` install). --dry-run verifies the
-set and prints the plan: what a restore would put back, and what it would discard.
+a preset, the agent's (running, or the last one here; `local` on a `make run` install).
+--dry-run verifies the set and prints the plan: what a restore would put back, and what it
+would discard.
 Exit codes: 0 restored (or verified, with --dry-run), 1 damaged or failed, 2 bad usage.
 """
 

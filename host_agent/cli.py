@@ -44,21 +44,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def describe(agent: object) -> dict[str, object]:
-    """`status`: the agent's state, with the running agent's own configuration when one runs.
+def describe(agent: object, asked_preset: bool) -> dict[str, object]:
+    """`status`: the agent's state, with the agent's own configuration as it recorded it.
 
     Without that, the configuration shown would be this command's (its flags, environment
-    and defaults), which need not be the running agent's: `make run` starts it with
-    `--preset local` and its own backend URL.
+    and defaults), which need not be the agent's: `make run` starts it with `--preset local`
+    and its own backend URL. A stopped agent's record still says how this install runs,
+    unless this command was asked for a preset.
     """
     status = agent.status()  # type: ignore[attr-defined]
-    recorded = effective.read(agent.config.state_dir) if status.get("agent_running") else None  # type: ignore[attr-defined]
-    if recorded is not None:
+    recorded = effective.read(agent.config.state_dir)  # type: ignore[attr-defined]
+    running = bool(status.get("agent_running"))
+    if recorded is not None and (running or not asked_preset):
         for key in ("preset", "backend_url", "project_dir", "data_dir"):
             status[key] = recorded[key]
-        status["configuration"] = f"the running agent's (pid {recorded['pid']})"
+        status["configuration"] = (
+            f"the running agent's (pid {recorded['pid']})"
+            if running
+            else f"the last agent's here (pid {recorded['pid']}, not running now)"
+        )
     else:
-        status["configuration"] = "this command's flags and environment (no running agent recorded its own)"
+        status["configuration"] = "this command's flags and environment (no agent recorded its own)"
     return status
 
 
@@ -86,7 +92,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     stop = threading.Event()
     agent = Agent(config, stop=stop)
     if args.command == "status":
-        print(json.dumps(describe(agent), indent=2, sort_keys=True))
+        asked = bool(args.preset or env.get("OPENTRACE_AGENT_PRESET"))
+        print(json.dumps(describe(agent, asked), indent=2, sort_keys=True))
         return EXIT_OK
 
     def on_term(signum: int, frame: object) -> None:
@@ -99,13 +106,12 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     try:
         if args.command == "run":
             try:
+                # Kept after the agent stops: it still says how this install runs (`status`,
+                # `backup` and `restore_all.py` by hand, with the app stopped for a restore).
                 effective.record(config)
             except OSError as exc:  # `status` then says what this command was given
                 logging.getLogger("host_agent").warning("could not record the configuration: %s", exc)
-            try:
-                return agent.run_forever()
-            finally:
-                effective.forget(config)
+            return agent.run_forever()
         if args.command == "once":
             return agent.run_once()
         print(agent.backup_now())

@@ -2,9 +2,11 @@
 
 `python3 -m host_agent status` and `backup` (and `restore_all.py`) are run by hand, often
 without the flags or environment the running agent got (`make run` starts it with
-`--preset local` and its own backend URL). The running agent records the configuration it
-actually uses in `<state dir>/effective.json`; they read it back, as untrusted input: every
-field is checked, and a record that fails a check is ignored rather than believed.
+`--preset local` and its own backend URL). The agent records the configuration it actually
+uses in `<state dir>/effective.json` when it starts, and leaves it there when it stops (it
+still says how this install runs, e.g. for a restore with the app stopped); they read it
+back, as untrusted input: every field is checked, and a record that fails a check is ignored
+rather than believed.
 """
 
 from __future__ import annotations
@@ -40,10 +42,6 @@ def record(config: AgentConfig) -> Path:
     return path
 
 
-def forget(config: AgentConfig) -> None:
-    (config.state_dir / FILE).unlink(missing_ok=True)
-
-
 def read(state_dir: Path) -> dict[str, object] | None:
     """The running agent's record, or None when there is none or it does not hold up."""
     path = state_dir / FILE
@@ -77,7 +75,8 @@ def read(state_dir: Path) -> dict[str, object] | None:
 
 def preset_in_use(config: AgentConfig, flags: Mapping[str, object], environ: Mapping[str, str]) -> str:
     """The preset a command run by hand works with: the one asked for (flag or variable), else
-    the running agent's, else `local` where `make run` serves the data dir, else the default."""
+    the agent's (running or last run here), else `local` where `make run` serves the data dir,
+    else the default."""
     if flags.get("preset") or environ.get("OPENTRACE_AGENT_PRESET"):
         return config.preset
     recorded = read(config.state_dir)

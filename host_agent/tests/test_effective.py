@@ -57,3 +57,23 @@ def test_a_record_that_does_not_hold_up_is_ignored(tmp_path):
     (config.state_dir / effective.FILE).write_text(json.dumps(bad))
     assert effective.read(config.state_dir) is None
     assert effective.preset_in_use(config, {}, ENV) == "compose"
+
+
+def test_status_of_a_stopped_agent_says_how_it_last_ran_here(tmp_path, capsys):
+    from host_agent.cli import main
+
+    ran = config_for(tmp_path, preset="local", backend_url="http://127.0.0.1:8123")
+    ran.state_dir.mkdir(parents=True)
+    effective.record(ran)  # what `run` wrote when it started; it stays after it stopped
+
+    assert main(["status", "--project-dir", str(tmp_path)], ENV) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert state["agent_running"] is False
+    assert (state["preset"], state["backend_url"]) == ("local", "http://127.0.0.1:8123")
+    assert state["configuration"].startswith("the last agent's here")
+
+    # Asked for a preset, the command shows its own configuration.
+    assert main(["status", "--project-dir", str(tmp_path), "--preset", "compose"], ENV) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert state["preset"] == "compose"
+    assert state["configuration"].startswith("this command's")
