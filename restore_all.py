@@ -6,7 +6,10 @@ is restored; a damaged set restores nothing. Then the database (SQLite backup AP
 PostgreSQL's public schema emptied and the dump applied in one transaction), the
 ClickHouse tables and the rest of the data dir are restored.
 Stop OpenTrace first (or expect its processes to see the data change under them).
-Configuration is the agent's: --project-dir, --data-dir, --preset, or their variables.
+Configuration is the agent's: --project-dir, --data-dir, --preset, or their variables; without
+a preset, the agent's (running, or the last one here; `local` on a `make run` install).
+--dry-run verifies the set and prints the plan: what a restore would put back, and what it
+would discard.
 Exit codes: 0 restored (or verified, with --dry-run), 1 damaged or failed, 2 bad usage.
 """
 
@@ -19,10 +22,53 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from host_agent.backup import BackupError, restore_all
-from host_agent.config import load_config
+from host_agent import effective
+from host_agent.backup import BackupError, restore_all, verify_backup
+from host_agent.config import AgentConfig, load_config
 from host_agent.errors import AgentError
 from host_agent.presets import make_preset
+
+DESCRIPTIONS = {
+    "database.sqlite3": "the Django database (SQLite copy)",
+    "database.sql": "the Django database (PostgreSQL dump)",
+    "data.tar.gz": "the rest of the data dir",
+}
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024  # type: ignore[assignment]
+    return f"{count} B"
+
+
+def plan(config: AgentConfig, directory: Path) -> list[str]:
+    """What a restore of `directory` would put back, and what it would throw away (nothing is changed)."""
+    manifest = verify_backup(directory)
+    files: dict[str, dict[str, object]] = manifest["files"]  # type: ignore[assignment]
+    taken = str(manifest.get("created_at") or "?")
+    lines = [
+        f"backup set {directory.name}: OpenTrace {manifest.get('from_version')} at commit "
+        f"{str(manifest.get('commit') or '?')[:12]}, taken {taken}",
+        f"verified {len(files)} file(s): every size and SHA-256 matches manifest.json",
+        "a restore would put back:",
+    ]
+    groups: dict[str, int] = {}
+    for name, meta in files.items():
+        what = DESCRIPTIONS.get(name) or ("the ClickHouse tables" if name.startswith("clickhouse") else name)
+        groups[what] = groups.get(what, 0) + int(meta.get("size", 0))  # type: ignore[call-overload]
+    lines += [f"  - {what} ({_size(size)})" for what, size in groups.items()]
+    lines += [
+        "and would discard everything written since it was taken:",
+        f"  - every change to the database since {taken}: update runs and their logs, notices,"
+        " admin log entries, users and settings changed since",
+        f"  - events tracked into ClickHouse since {taken}",
+        f"  - files changed in {config.data_dir} since then (except backups/ and the agent's own state)",
+        "dry run: nothing restored",
+        f"to restore it: stop OpenTrace, then run {sys.argv[0]} {directory} (without --dry-run)",
+    ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,8 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         config = load_config(flags, os.environ, require_secret=False)
-        tools = make_preset(config, lambda step, lines: None).backup_tools()
-        for line in restore_all(tools, args.backup_dir.resolve(), dry_run=args.dry_run):
+        preset = effective.preset_in_use(config, flags, os.environ)
+        if preset != config.preset:
+            config = load_config({**flags, "preset": preset}, os.environ, require_secret=False)
+        if args.dry_run:
+            # Only the set is read: no engine, database tool or Docker is needed for a plan.
+            lines = plan(config, args.backup_dir.resolve())
+        else:
+            tools = make_preset(config, lambda step, lines: None).backup_tools()
+            lines = restore_all(tools, args.backup_dir.resolve())
+        for line in lines:
             print(line)
     except BackupError as exc:
         print(f"restore_all: {exc}", file=sys.stderr)

@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from host_agent import AGENT_VERSION
+from host_agent import AGENT_VERSION, effective
 from host_agent.config import load_config
 from host_agent.errors import AgentError, ConfigError
 from host_agent.lock import LockHeld
@@ -45,6 +45,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe(agent: object, asked_preset: bool) -> dict[str, object]:
+    """`status`: the agent's state, with the agent's own configuration as it recorded it.
+
+    Without that, the configuration shown would be this command's (its flags, environment
+    and defaults), which need not be the agent's: `make run` starts it with `--preset local`
+    and its own backend URL. A stopped agent's record still says how this install runs,
+    unless this command was asked for a preset.
+    """
+    status = agent.status()  # type: ignore[attr-defined]
+    recorded = effective.read(agent.config.state_dir)  # type: ignore[attr-defined]
+    running = bool(status.get("agent_running"))
+    if recorded is not None and (running or not asked_preset):
+        for key in ("preset", "backend_url", "project_dir", "data_dir"):
+            status[key] = recorded[key]
+        status["configuration"] = (
+            f"the running agent's (pid {recorded['pid']})"
+            if running
+            else f"the last agent's here (pid {recorded['pid']}, not running now)"
+        )
+    else:
+        status["configuration"] = "this command's flags and environment (no agent recorded its own)"
+    return status
+
+
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -52,8 +76,14 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    env = os.environ if environ is None else environ
     try:
-        config = load_config(vars(args), os.environ if environ is None else environ)
+        config = load_config(vars(args), env)
+        if args.command == "backup":
+            # By hand on a `make run` install: its agent's `local` preset, not the default `compose`.
+            preset = effective.preset_in_use(config, vars(args), env)
+            if preset != config.preset:
+                config = load_config({**vars(args), "preset": preset}, env)
     except ConfigError as exc:
         print(f"host_agent: configuration error: {exc}", file=sys.stderr)
         return EXIT_REJECTED
@@ -74,7 +104,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     stop = threading.Event()
     agent = Agent(config, stop=stop)
     if args.command == "status":
-        print(json.dumps(agent.status(), indent=2, sort_keys=True))
+        asked = bool(args.preset or env.get("OPENTRACE_AGENT_PRESET"))
+        print(json.dumps(describe(agent, asked), indent=2, sort_keys=True))
         return EXIT_OK
 
     def on_term(signum: int, frame: object) -> None:
@@ -86,6 +117,12 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     signal.signal(signal.SIGINT, on_term)
     try:
         if args.command == "run":
+            try:
+                # Kept after the agent stops: it still says how this install runs (`status`,
+                # `backup` and `restore_all.py` by hand, with the app stopped for a restore).
+                effective.record(config)
+            except OSError as exc:  # `status` then says what this command was given
+                logging.getLogger("host_agent").warning("could not record the configuration: %s", exc)
             return agent.run_forever()
         if args.command == "once":
             return agent.run_once()

@@ -58,6 +58,20 @@ class Git:
         out = self.run("preflight", "ls-remote", "--tags", remote, f"refs/tags/{tag}", timeout=60)
         return bool(out.strip())
 
+    def remote_tag_commit(self, remote: str, tag: str) -> str | None:
+        """The commit `tag` names on `remote` (an annotated tag's peeled `^{}`), or None."""
+        out = self.run(
+            "preflight",
+            "ls-remote",
+            "--tags",
+            remote,
+            f"refs/tags/{tag}",
+            f"refs/tags/{tag}^{{}}",
+            timeout=60,
+        )
+        refs = dict(reversed(line.split("\t", 1)) for line in out.splitlines() if "\t" in line)
+        return refs.get(f"refs/tags/{tag}^{{}}") or refs.get(f"refs/tags/{tag}")
+
     def fetch(self, remote: str) -> None:
         self.run("fetch", "fetch", "--quiet", remote, "--tags")
 

@@ -59,6 +59,14 @@ def read_version(project_dir: Path) -> str:
         return "unknown"
 
 
+def pin_mismatch(tag: str, commit: str, pinned: str) -> str:
+    return (
+        f"tag {tag} is {commit}, the release pins {pinned}; a release's pin is the tag's commit, "
+        f"`git rev-parse {tag}^{{commit}}` (for an annotated tag, plain `git rev-parse {tag}` "
+        "gives the tag object instead; see docs/publishing.md)"
+    )
+
+
 def preflight(ctx: StepContext) -> str:
     dirty = ctx.git.dirty_files()
     if dirty:
@@ -75,8 +83,12 @@ def preflight(ctx: StepContext) -> str:
             "preflight",
             f"{ctx.record.target_version} needs at least {ctx.min_upgrade_from}; this is {running}",
         )
-    if not ctx.git.remote_has_tag(ctx.config.remote, ctx.record.git_tag):
+    tagged = ctx.git.remote_tag_commit(ctx.config.remote, ctx.record.git_tag)
+    if tagged is None:
         raise StepFailed("preflight", f"remote {ctx.config.remote!r} has no tag {ctx.record.git_tag}")
+    # Checked before the backup, so a wrong pin fails in a second, not after the backup.
+    if ctx.record.git_commit and tagged != ctx.record.git_commit:
+        raise StepFailed("preflight", pin_mismatch(ctx.record.git_tag, tagged, ctx.record.git_commit))
     ctx.config.data_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(ctx.config.data_dir).free
     if free < MIN_FREE_BYTES:
@@ -114,7 +126,7 @@ def fetch(ctx: StepContext) -> str:
     tag_ref = f"refs/tags/{record.git_tag}"
     commit = ctx.git.rev_parse("fetch", tag_ref)
     if record.git_commit and commit != record.git_commit:
-        raise StepFailed("fetch", f"tag {record.git_tag} is {commit}, the release pins {record.git_commit}")
+        raise StepFailed("fetch", pin_mismatch(record.git_tag, commit, record.git_commit))
     old_requirements = _file_at(ctx.git, record.from_commit, "requirements.txt")
     ctx.git.checkout("fetch", commit)
     if ctx.git.head("fetch") != commit:

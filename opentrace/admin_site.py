@@ -29,6 +29,8 @@ class OpenTraceAdminSite(admin.AdminSite):
     site_header = "OpenTrace administration"
     site_title = "OpenTrace admin"
     index_title = "Administration"
+    # This repository serves no public site at "/": a "View site" link would lead to a 404.
+    site_url = None
 
     def __init__(self, name: str = "admin") -> None:
         super().__init__(name)

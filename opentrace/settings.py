@@ -10,11 +10,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import environ
+
 from opentrace import secrets as generated
 from opentrace.config import load_config
 from opentrace.version import running_version
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The install's `.env` (install.sh writes it; compose reads the same file), so `manage.py`
+# in a bare shell uses the install's settings rather than the defaults. What the real
+# environment sets wins; OPENTRACE_ENV_FILE names another file, or "" for none.
+_ENV_FILE = os.environ.get("OPENTRACE_ENV_FILE", str(BASE_DIR / ".env"))
+if _ENV_FILE:
+    environ.Env.read_env(_ENV_FILE)
 CONFIG = load_config(os.environ, BASE_DIR)
 
 DATA_DIR = CONFIG.data_dir

@@ -8,22 +8,56 @@ worker and the flusher from the checkout as it now is (the agent's `local` prese
 during `deploy`); SIGINT/SIGTERM stop everything. The supervisor's pid is in
 `<DATA_DIR>/run/supervisor.pid`. OPENTRACE_RUN_WORKER=0 / OPENTRACE_RUN_FLUSHER=0 /
 OPENTRACE_RUN_AGENT=0 leave the worker / the flusher / the agent out (the end-to-end tests
-run their own agent); OPENTRACE_HOST / OPENTRACE_PORT choose the address.
+run their own agent); OPENTRACE_HOST / OPENTRACE_PORT choose the address, and the base URL
+in mails (password resets, notices) follows them unless OPENTRACE_BASE_URL is set. The
+agent, the worker and the flusher start once the web server answers, so the agent's first
+heartbeat is received (the admin would read "offline" until its next one otherwise).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 HOST = os.environ.get("OPENTRACE_HOST", "127.0.0.1")
 PORT = os.environ.get("OPENTRACE_PORT", "8000")
+WEB_READY_TIMEOUT = 60.0  # seconds to wait for the web server before starting the rest anyway
+
+
+def base_url(environ: Mapping[str, str]) -> str:
+    """The URL mails link to: OPENTRACE_BASE_URL, else this runner's own address."""
+    host = environ.get("OPENTRACE_HOST", HOST)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host  # noqa: S104
+    return environ.get("OPENTRACE_BASE_URL") or f"http://{shown}:{environ.get('OPENTRACE_PORT', PORT)}"
+
+
+def child_env() -> dict[str, str]:
+    return dict(
+        os.environ, OPENTRACE_BACKEND_URL=f"http://{HOST}:{PORT}", OPENTRACE_BASE_URL=base_url(os.environ)
+    )
+
+
+def wait_listening(host: str, port: int, timeout: float, alive: object = None) -> bool:
+    """True once something accepts connections on host:port (the web server), False on timeout."""
+    deadline = time.monotonic() + timeout
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
+    while time.monotonic() < deadline:
+        if callable(alive) and not alive():
+            return False
+        try:
+            with socket.create_connection((target, port), timeout=1.0):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
 
 
 def data_dir() -> Path:
@@ -74,8 +108,7 @@ class Supervisor:
 
     def start(self, name: str) -> None:
         cmd = commands()[name]
-        env = dict(os.environ, OPENTRACE_BACKEND_URL=f"http://{HOST}:{PORT}")
-        self.children[name] = subprocess.Popen(cmd, cwd=ROOT, env=env)
+        self.children[name] = subprocess.Popen(cmd, cwd=ROOT, env=child_env())
 
     def stop(self, name: str, timeout: float = 15.0) -> None:
         proc = self.children.pop(name, None)
@@ -99,8 +132,15 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
+        self.start("web")
+        web = self.children["web"]
+        if not wait_listening(
+            HOST, int(PORT), WEB_READY_TIMEOUT, alive=lambda: web.poll() is None and not self.stopping
+        ):
+            print("run_local: the web server is not answering yet; starting the rest anyway", flush=True)
         for name in commands():
-            self.start(name)
+            if name != "web":
+                self.start(name)
         print(
             f"run_local: OpenTrace is at http://{HOST}:{PORT}/admin/ (health: /healthz); Ctrl-C stops it",
             flush=True,

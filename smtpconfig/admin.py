@@ -7,7 +7,8 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
@@ -85,25 +86,79 @@ class SmtpSettingsAdmin(admin.ModelAdmin):
             return "none configured: mail is only printed to the server log"
         return transport.describe()
 
+    def save_model(self, request: HttpRequest, obj: SmtpSettings, form: ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.enabled and form.has_changed():
+            # Saved as asked; but a configuration that cannot reach its server must not look fine.
+            problem = self._connection_problem(obj)
+            if problem:
+                messages.warning(
+                    request,
+                    f"Saved and enabled, but the server does not accept these settings: {problem} "
+                    "All mail (password resets, notices) fails until this is fixed.",
+                )
+
+    @staticmethod
+    def _connection_problem(row: SmtpSettings) -> str | None:
+        """Why the server cannot be used with `row` (connect, TLS, login; no message sent), or None."""
+        transport = None
+        try:
+            transport = mailer.transport_from_row(row)
+            connection = transport.connection(fail_silently=False)
+            try:
+                connection.open()
+            finally:
+                connection.close()
+        except mailer.MailError as exc:
+            return str(exc)
+        except Exception as exc:
+            return str(mailer.classify(exc, transport))
+        return None
+
     @method_decorator(require_POST)
+    @sensitive_password
     def test_email_view(self, request: HttpRequest) -> HttpResponse:
+        """Send a test email. With the settings form's fields posted (the button inside the
+        form), it goes through the settings as they are in the form, saved or not; otherwise
+        through the saved ones. Answers JSON to the page's script, else redirects back."""
         row = SmtpSettings.load()
         if not self.has_change_permission(request, row):
             raise PermissionDenied
-        back = HttpResponseRedirect(reverse("admin:smtpconfig_smtpsettings_change", args=[row.pk]))
+        ok, text = self._send_test(request, row)
+        if "application/json" in request.headers.get("Accept", ""):
+            return JsonResponse({"ok": ok, "message": text})
+        (messages.success if ok else messages.error)(request, text)
+        return HttpResponseRedirect(reverse("admin:smtpconfig_smtpsettings_change", args=[row.pk]))
+
+    def _send_test(self, request: HttpRequest, row: SmtpSettings) -> tuple[bool, str]:
         form = TestEmailForm(request.POST)
         if not form.is_valid():
-            messages.error(request, f"Test email not sent: {form.errors['to'][0]}")
-            return back
+            return False, f"Test email not sent: {form.errors['to'][0]}"
         to = form.cleaned_data["to"]
+        unsaved = "host" in request.POST
+        if unsaved:
+            settings_form = SmtpSettingsForm(request.POST, instance=row)
+            if not settings_form.is_valid():
+                field, errors = next(iter(settings_form.errors.items()))
+                where = "" if field == "__all__" else f" ({settings_form.fields[field].label or field})"
+                return (
+                    False,
+                    f"Test email not sent: the settings in the form are not valid{where}: {errors[0]}",
+                )
+            row = settings_form.save(commit=False)  # tried, never saved here
         try:
             transport = mailer.send_test_email(row, to)
         except mailer.MailError as exc:
             logger.info("Test email to %s failed: %s (%s)", to, exc.kind, exc)
-            messages.error(request, f"Test email to {to} failed — {exc}")
-        else:
-            messages.success(request, f"Test email sent to {to} through {transport.describe()}.")
-        return back
+            return False, f"Test email to {to} failed — {exc}"
+        how = " with the settings in the form (not saved yet)" if unsaved and self._differs(row) else ""
+        return True, f"Test email sent to {to} through {transport.describe()}{how}."
+
+    @staticmethod
+    def _differs(candidate: SmtpSettings) -> bool:
+        saved = SmtpSettings.load()
+        fields = ("host", "port", "security", "username", "password_encrypted", "from_address", "timeout")
+        return any(getattr(saved, name) != getattr(candidate, name) for name in fields)
 
 
 @admin.register(NoticeLog)

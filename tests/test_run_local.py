@@ -89,3 +89,18 @@ def test_ensure_admin_never_invents_a_password_for_an_existing_account(tmp_path)
     assert "exists; its password is unchanged" in again.stdout
     assert "password " not in again.stdout.replace("its password is unchanged", "")
     assert not (tmp_path / "secrets" / "admin_password").exists()
+
+
+def test_mails_link_to_the_port_the_runner_serves_on():
+    """Issue 19, point 15: `OPENTRACE_PORT=8100 make run` must not put :8000 in mails."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import run_local
+    finally:
+        sys.path.pop(0)
+    assert run_local.base_url({"OPENTRACE_PORT": "8100"}) == "http://127.0.0.1:8100"
+    every_interface = {"OPENTRACE_PORT": "8100", "OPENTRACE_HOST": "0.0.0.0"}  # noqa: S104
+    assert run_local.base_url(every_interface) == "http://127.0.0.1:8100"
+    assert run_local.base_url({"OPENTRACE_HOST": "::1", "OPENTRACE_PORT": "9000"}) == "http://[::1]:9000"
+    explicit = {"OPENTRACE_PORT": "8100", "OPENTRACE_BASE_URL": "https://analytics.example.com"}
+    assert run_local.base_url(explicit) == "https://analytics.example.com"

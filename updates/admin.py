@@ -8,7 +8,9 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
+from updates.formatting import format_duration, format_instant
 from updates.models import UpdateRun
+from updates.outcome import readable_steps
 
 # "System updates" is a custom page listed first in the admin's Settings section.
 admin.site.register_settings_page("System updates", "updates_system", order=0)
@@ -26,7 +28,7 @@ def _may_see_history(request: HttpRequest) -> bool:
 @admin.register(UpdateRun)
 class UpdateRunAdmin(admin.ModelAdmin):
     list_display = (
-        "requested_at",
+        "requested_when",
         "versions",
         "status_badge",
         "requested_by_name",
@@ -39,26 +41,57 @@ class UpdateRunAdmin(admin.ModelAdmin):
     list_select_related = ("requested_by",)
     list_per_page = 50
     show_full_result_count = False
+    # The agent's error and rollback texts are behind the outcome's "Details" (outcome_display).
     fields = (
         "id",
-        "status",
+        "run_status",
+        "outcome_display",
         "from_version",
         "to_version",
         "git_tag",
         "git_commit",
         "severity",
-        "requested_by",
-        "requested_by_username",
-        "requested_at",
-        "started_at",
-        "finished_at",
+        "requested_by_name",
+        "requested_when",
+        "started_when",
+        "finished_when",
         "duration_display",
         "failed_step",
-        "error",
-        "rollback_cause",
-        "manifest_verified",
+        "manifest_display",
     )
     readonly_fields = fields
+
+    @admin.display(description="Requested", ordering="requested_at")
+    def requested_when(self, run: UpdateRun) -> str:
+        return format_instant(run.requested_at)
+
+    @admin.display(description="Started", ordering="started_at")
+    def started_when(self, run: UpdateRun) -> str:
+        return format_instant(run.started_at) or "—"
+
+    @admin.display(description="Finished", ordering="finished_at")
+    def finished_when(self, run: UpdateRun) -> str:
+        return format_instant(run.finished_at) or "—"
+
+    @admin.display(description="Outcome")
+    def outcome_display(self, run: UpdateRun) -> str:
+        # One sentence, as on System updates; the agent's own words one click away.
+        parts = run.outcome_parts()
+        if not parts.detail:
+            return format_html('<span id="run-headline">{}</span>', parts.headline)
+        return format_html(
+            '<span id="run-headline">{}</span><details id="run-detail"><summary>Details</summary>'
+            '<pre class="ot-detail">{}</pre></details>',
+            parts.headline,
+            parts.detail,
+        )
+
+    @admin.display(description="Registry document")
+    def manifest_display(self, run: UpdateRun) -> str:
+        # A plain word: a red ✗ next to "Manifest verified" read like an error.
+        if run.manifest_verified:
+            return "verified with a pinned signing key"
+        return "unverified (no registry keys pinned, or the document was not signed)"
 
     @admin.display(description="Versions", ordering="to_version")
     def versions(self, run: UpdateRun) -> str:
@@ -66,9 +99,12 @@ class UpdateRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Outcome", ordering="status")
     def status_badge(self, run: UpdateRun) -> str:
-        return format_html(
-            '<span class="ot-status ot-status-{}">{}</span>', run.status, run.get_status_display()
-        )
+        return format_html('<span class="ot-badge {}">{}</span>', run.status, run.get_status_display())
+
+    @admin.display(description="Status")
+    def run_status(self, run: UpdateRun) -> str:
+        # The run's page has the outcome's sentence under "Outcome"; its state is the badge.
+        return self.status_badge(run)
 
     @admin.display(description="Requested by", ordering="requested_by__username")
     def requested_by_name(self, run: UpdateRun) -> str:
@@ -76,10 +112,7 @@ class UpdateRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Duration")
     def duration_display(self, run: UpdateRun) -> str:
-        duration = run.duration
-        if duration is None:
-            return "—"
-        return str(duration).split(".")[0]
+        return format_duration(run.duration) or "—"
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return _may_see_history(request)
@@ -107,6 +140,6 @@ class UpdateRunAdmin(admin.ModelAdmin):
         run = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if run is not None:
-            extra["timeline"] = run.step_timeline()
+            extra["timeline"] = readable_steps(run)
             extra["log"] = run.log_lines()
         return super().change_view(request, object_id, form_url, extra_context=extra)

@@ -206,6 +206,7 @@ def run_notice(run_id: str, new_status: str) -> Notice | None:
         "requested_by": requested_by(run),
         "duration": str(duration).split(".")[0] if duration is not None else "",
         "run_url": run_link(run),
+        "outcome": run.outcome_parts(),  # headline, cause ("Error"), rollback ("Rollback")
         "log_tail": run.log_lines(tail=LOG_TAIL_LINES) if kind == KIND_RUN_FAILED else [],
         "log_tail_limit": LOG_TAIL_LINES,
     }

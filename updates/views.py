@@ -8,8 +8,6 @@ action does, and when it is refused, is `updates.actions`' and `updates.rules`' 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -17,15 +15,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from updates import actions, serializers
+from updates import actions, serializers, system_page
 from updates.checking import run_check
+from updates.formatting import describe_check_error
 from updates.models import AgentHeartbeat, RegistryCheck, RegistryState, UpdateRun
 from updates.rules import install_refusal
-
-RECENT_OUTCOME = timedelta(hours=24)  # a finished run stays on the page this long
 
 INSTALL_PERMISSION = "updates.install_update"
 
@@ -43,47 +39,11 @@ def _system_url() -> str:
     return reverse("updates_system")
 
 
-def registry_context(now: datetime | None = None) -> dict[str, Any]:
-    now = now or timezone.now()
-    state = RegistryState.load()
-    offer = state.offer()
-    return {
-        "running_version": settings.OPENTRACE_VERSION,
-        "channel": settings.OPENTRACE_CHANNEL,
-        "state": state,
-        "offer": offer,
-        "staleness": state.staleness(now),
-        "keys_configured": bool(settings.OPENTRACE_REGISTRY_KEYS),
-        "last_check": state.last_check,
-        "recent_checks": RegistryCheck.objects.defer("body").order_by("-started_at", "-id")[:10],
-        "skipped_versions": state.skipped_versions,
-    }
-
-
-def current_run() -> UpdateRun | None:
-    """The active run, else the most recent one if it finished recently (to show its outcome)."""
-    active = UpdateRun.active()
-    if active is not None:
-        return active
-    latest = UpdateRun.objects.select_related("requested_by").order_by("-requested_at").first()
-    if latest and latest.finished_at and timezone.now() - latest.finished_at < RECENT_OUTCOME:
-        return latest
-    return None
-
-
 def system_updates(request: HttpRequest) -> HttpResponse:
-    registry = registry_context()
-    run = current_run()
     context = {
         **admin.site.each_context(request),
         "title": "System updates",
-        "can_install": can_install(request),
-        **registry,
-        "agent": AgentHeartbeat.status(),
-        "agent_offline_after": settings.OPENTRACE_AGENT_OFFLINE_AFTER,
-        "install_refusal": install_refusal(registry["state"]),
-        "run": run,
-        "run_progress": serializers.run_progress(run) if run else None,
+        **system_page.system_context(can_install=can_install(request)),
     }
     return render(request, "updates/system.html", context)
 
@@ -102,8 +62,9 @@ def install_confirm(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": f"Install OpenTrace {offer.latest.version}?",
-        **registry_context(),
+        **system_page.registry_context(),
         "release": offer.latest,
+        "previous_failure": system_page.previous_failure(offer.latest.version),
         "agent": AgentHeartbeat.status(),
         "refusal": install_refusal(state),
         "idempotency_key": uuid.uuid4().hex,
@@ -130,6 +91,7 @@ def install(request: HttpRequest) -> HttpResponse:
     except actions.Refused as refused:
         messages.error(request, f"The update was not started: {refused.message}")
     else:
+        # The page's live script removes this once the agent has taken the run over.
         messages.success(
             request, f"The update to {run.to_version} was requested; the host agent will pick it up shortly."
         )
@@ -161,10 +123,11 @@ def progress(request: HttpRequest) -> JsonResponse:
         if run is None:
             raise Http404("no such run")
     else:
-        run = current_run()
-    body = serializers.progress(running_version=settings.OPENTRACE_VERSION, run=run)
+        run = system_page.current_run()
+    seen = request.GET.get("seen") or None
+    body = serializers.progress(running_version=settings.OPENTRACE_VERSION, run=run, seen=seen)
     if can_install(request):
-        body["install_refusal"] = install_refusal(RegistryState.load())
+        body["install_refusal"] = system_page.page_refusal(RegistryState.load(), run)
     return JsonResponse(body)
 
 
@@ -172,7 +135,8 @@ def progress(request: HttpRequest) -> JsonResponse:
 def check_now(request: HttpRequest) -> HttpResponse:
     check = run_check(RegistryCheck.Trigger.MANUAL)
     if check.outcome == RegistryCheck.Outcome.FAILED:
-        messages.error(request, f"The update check failed: {check.error}")
+        # The sentence only: the page's "Last check" row has the details.
+        messages.error(request, f"The update check failed: {describe_check_error(check.error)}")
     else:
         offer = RegistryState.load().offer()
         if offer.update_available and offer.latest:

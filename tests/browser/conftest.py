@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.live import WIDTHS, open_as
 from tests.browser.site import BrowserSite
 
 # The end-to-end harness's upstream repository (built once per session from this tree).
@@ -104,10 +105,18 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def browser():  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    # The live-server tests use the ORM on this thread while Playwright's loop is visible on
+    # it, up to their database teardown; their calls are synchronous all the same.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+            yield browser
+            browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture
@@ -142,3 +151,27 @@ def site(tmp_path_factory: pytest.TempPathFactory, base_upstream: Path) -> Itera
         yield site
     finally:
         site.stop()
+
+
+@pytest.fixture(params=sorted(WIDTHS), ids=sorted(WIDTHS))
+def width(request: pytest.FixtureRequest) -> int:
+    """Each page test runs at 1280 px (desktop) and at 390 px (a phone)."""
+    return WIDTHS[request.param]
+
+
+@pytest.fixture
+def admin_page(browser, live_server, superuser, width: int, artifacts: Path, request):  # type: ignore[no-untyped-def]
+    """System updates' world for a logged-in superuser, at `width`; on failure a screenshot is kept."""
+    from django.db import connections
+
+    page = open_as(browser, live_server, superuser, width)
+    page.base = live_server.url  # type: ignore[attr-defined]
+    yield page
+    if request.node.stash.get(_FAILED, False):
+        from playwright.sync_api import Error as PlaywrightError
+
+        with contextlib.suppress(PlaywrightError):
+            page.screenshot(path=str(artifacts / f"FAILED-{request.node.name}.png"), full_page=True)
+    page.context.close()
+    # While Playwright's loop runs, Django keys connections by context, not by thread.
+    connections.close_all()

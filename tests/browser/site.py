@@ -2,8 +2,8 @@
 
 `Site` builds an upstream repository from this tree, serves its v1.1.5 clone with
 `scripts/run_local.py` and runs the host agent in `local` mode beside it. Here it also gets
-its own base URL (password-reset links must point at it), named staff accounts, and release
-notes worth reading in the registry document.
+named staff accounts and release notes worth reading in the registry document. Its base URL
+(password-reset links must point at it) is not set: `run_local.py` derives it from the port.
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ class BrowserSite(Site):
         super().__init__(*args, **kwargs)
         self.commits: dict[str, str] = {}
         self.notes: dict[str, str] = {}
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return super().env(OPENTRACE_BASE_URL=self.url, **extra)
 
     def running_version(self) -> str | None:
         return self.health()[1]

@@ -28,11 +28,11 @@ def test_an_admin_configures_smtp_and_the_test_email_arrives(
 
     expect(page.locator("#active-transport")).to_contain_text(f"127.0.0.1:{mailbox.port}")
     assert SMTP_PASSWORD not in page.content()  # write-only: never rendered back
-    test_form = page.locator("#test_email_form")
+    test_form = page.locator("#test-email")
     expect(test_form.get_by_label("Send a test email to")).to_have_value(ADMIN_EMAIL)
     test_form.get_by_role("button", name="Send test email").click()
 
-    expect(page.locator(".messagelist .success")).to_contain_text(f"Test email sent to {ADMIN_EMAIL}")
+    expect(page.locator("#test-email-result")).to_contain_text(f"Test email sent to {ADMIN_EMAIL}")
     [received] = wait_for(lambda: mailbox.received, 20, "the test email", interval=0.1)
     assert received.rcpt_tos == [ADMIN_EMAIL]
     assert received.mail_from == "ops@opentrace.test"
@@ -42,9 +42,9 @@ def test_a_server_that_refuses_the_connection_is_reported_by_name(page: Page, si
     log_in(page, site, ADMIN_USER, ADMIN_PASSWORD)
     configure_smtp(page, site, port=closed_port(), username=SMTP_USER, password=SMTP_PASSWORD)
 
-    page.locator("#test_email_form").get_by_role("button", name="Send test email").click()
+    page.locator("#test-email").get_by_role("button", name="Send test email").click()
 
-    error = page.locator(".messagelist .error")
+    error = page.locator("#test-email-result")
     expect(error).to_contain_text(f"Test email to {ADMIN_EMAIL} failed")
     expect(error).to_contain_text("refused")
     assert SMTP_PASSWORD not in page.content()

@@ -253,8 +253,8 @@ def test_the_notice_log_is_read_only(admin_client):
 def test_the_page_offers_send_test_email_to_the_admins_own_address(admin_client, superuser):
     page = admin_client.get(CHANGE_URL)
 
-    assert 'action="/admin/smtpconfig/smtpsettings/test-email/"' in page.text
-    assert 'value="Send test email"' in page.text
+    assert 'formaction="/admin/smtpconfig/smtpsettings/test-email/"' in page.text
+    assert ">Send test email</button>" in page.text
     assert f'value="{superuser.email}"' in page.text
 
 

@@ -63,7 +63,7 @@ def test_a_started_run_is_announced_with_a_link(
     link = f"{settings.OPENTRACE_BASE_URL}/admin/updates/updaterun/{run.pk}/change/"
     assert link in got.text
     assert link in got.html
-    assert "1.1.5 → 1.2.0" in got.text
+    assert "from 1.1.5 to 1.2.0" in got.text
     assert "root_admin" in got.text
 
 
@@ -105,7 +105,7 @@ def test_a_rolled_back_run_reports_the_step_the_error_and_the_last_50_log_lines(
     assert "Failing step: migrate" in got.text
     assert "migrate: relation <events> already exists" in got.text
     assert "relation &lt;events&gt; already exists" in got.html
-    assert "1.1.5 is running again" in got.text
+    assert "the previous release (1.1.5) is serving again" in got.text
     tail = [line.strip() for line in got.text.splitlines() if line.strip().startswith("line ")]
     assert tail == [f"line {i:03d}" for i in range(71, 121)]
     assert "line 070" not in got.html

@@ -73,11 +73,13 @@ def test_progress_keeps_polling_through_an_outage_and_shows_the_outcome(live_ser
         event(5, "run", state="succeeded"),
     )
     page.wait_for_function("document.getElementById('run-status').textContent === 'Succeeded'")
-    assert "OpenTrace 1.2.0 is installed." in page.text_content("#run-outcome")
+    # The page loads itself again once the run ended: the outcome is the server's.
+    page.wait_for_function(
+        "document.getElementById('run-headline').textContent.indexOf('Now on 1.2.0') === 0"
+    )
     assert "<img src=x onerror=alert(1)> recreating web" in page.text_content("#run-log")
     assert page.query_selector("#run-log img") is None
     assert "deploy" in page.text_content("#run-steps")
-    assert page.text_content("#run-connection") == "Finished."
 
 
 def log_in(page, live_server, username: str, password: str) -> None:
@@ -99,9 +101,9 @@ def test_cancel_and_the_install_refusal_follow_the_run_as_it_moves_on(
     install = page.get_by_role("button", name="Install update 1.2.0…")
     refusal = page.locator("#install-refusal")
     expect(cancel).to_be_visible()
-    expect(refusal).to_contain_text("is already requested or running")
+    expect(refusal).to_contain_text("The update to 1.2.0 is in progress below")
     expect(install).to_be_hidden()
-    expect(page.locator("#run-outcome")).to_have_text("Waiting for the host agent to pick up the update.")
+    expect(page.locator("#run-headline")).to_have_text("Waiting for the host agent to pick up the update.")
 
     # The agent claimed it: the server would refuse a cancel now, so the button goes.
     agent = Client()
@@ -120,15 +122,19 @@ def test_cancel_and_the_install_refusal_follow_the_run_as_it_moves_on(
         event(4, "run", state="rolled_back", message="deploy failed: web never came up"),
     )
     expect(page.locator("#run-status")).to_have_text("Rolled back")
+    # The page loaded itself again: the release that just failed is offered as a retry.
+    retry = page.get_by_role("button", name="Try 1.2.0 again…")
+    expect(retry).to_be_visible()
     expect(refusal).to_be_hidden()
-    expect(install).to_be_visible()
-    expect(page.locator("#run-reload")).to_be_visible()
-    live = page.text_content("#run-outcome")
-    assert live == "Failed at step deploy. Rolled back to 1.1.5: deploy failed: web never came up"
+    live = page.text_content("#run-headline")
+    assert live == (
+        "Still on 1.1.5 — 1.2.0 failed at deploy: web never came up; "
+        "the previous release (1.1.5) is serving again."
+    )
 
-    # A reload shows the same outcome, from the server this time, and the same buttons.
+    # A reload shows the same outcome and the same buttons.
     page.reload()
-    expect(page.locator("#run-outcome")).to_have_text(live)
-    expect(install).to_be_visible()
+    expect(page.locator("#run-headline")).to_have_text(live)
+    expect(retry).to_be_visible()
     expect(cancel).to_have_count(0)
     expect(refusal).to_be_hidden()

@@ -19,7 +19,7 @@ PAGE = "/admin/updates/system/"
 
 def shown_outcome(client) -> str:
     page = client.get(PAGE).content.decode()
-    match = re.search(r'<dd id="run-outcome">(.*?)</dd>', page, re.S)
+    match = re.search(r'<p id="run-headline">(.*?)</p>', page, re.S)
     assert match, "the page shows no outcome row"
     return unescape(match.group(1)).strip()
 
@@ -37,8 +37,8 @@ def finish(run: UpdateRun, *events: EventIn) -> UpdateRun:
 def test_a_succeeded_run_says_the_release_is_installed_after_a_reload(client, staff_user):
     run = finish(make_run(), EventIn(2, "run", state="succeeded", message="1.2.0 is running and healthy"))
     client.force_login(staff_user)
-    assert shown_outcome(client) == "OpenTrace 1.2.0 is installed."
-    assert polled_outcome(client, run) == "OpenTrace 1.2.0 is installed."
+    assert shown_outcome(client) == "Now on 1.2.0 — the update from 1.1.5 succeeded."
+    assert polled_outcome(client, run) == shown_outcome(client)
 
 
 def test_a_rolled_back_run_names_the_failing_step_and_the_cause(client, staff_user):
@@ -48,8 +48,10 @@ def test_a_rolled_back_run_names_the_failing_step_and_the_cause(client, staff_us
         EventIn(3, "run", state="rolled_back", message="healthcheck failed: /healthz never reported 1.2.0"),
     )
     client.force_login(staff_user)
+    # The step is named once; the rollback step reported nothing, so no data claim is made.
     expected = (
-        "Failed at step healthcheck. Rolled back to 1.1.5: healthcheck failed: /healthz never reported 1.2.0"
+        "Still on 1.1.5 — 1.2.0 failed at healthcheck: /healthz never reported 1.2.0; "
+        "the previous release (1.1.5) is serving again."
     )
     assert shown_outcome(client) == expected
     assert polled_outcome(client, run) == expected
@@ -62,7 +64,9 @@ def test_a_failed_run_names_the_failing_step_and_the_error(client, staff_user):
         EventIn(3, "run", state="failed", message="fetch failed: no tag v1.2.0"),
     )
     client.force_login(staff_user)
-    assert shown_outcome(client) == "Failed at step fetch. fetch failed: no tag v1.2.0"
+    assert shown_outcome(client) == (
+        "Still on 1.1.5 — 1.2.0 failed at fetch: no tag v1.2.0; nothing was changed, 1.1.5 kept serving."
+    )
     assert polled_outcome(client, run) == shown_outcome(client)
 
 
@@ -71,7 +75,7 @@ def test_an_expired_run_says_no_agent_claimed_it(client, staff_user, settings):
     assert actions.expire_run(run.pk)
     client.force_login(staff_user)
     assert shown_outcome(client).startswith(
-        f"Expired: No update agent claimed the update within {settings.OPENTRACE_TRIGGER_TIMEOUT} s."
+        f"Not started — No update agent claimed the update within {settings.OPENTRACE_TRIGGER_TIMEOUT} s."
     )
     assert polled_outcome(client, run) == shown_outcome(client)
 
@@ -80,9 +84,7 @@ def test_a_cancelled_run_says_who_cancelled_it(client, superuser):
     run = make_run()
     actions.cancel_run(run, by=superuser)
     client.force_login(superuser)
-    assert shown_outcome(client) == (
-        "Cancelled by root_admin. It was withdrawn before an agent claimed it; nothing was changed."
-    )
+    assert shown_outcome(client) == "Cancelled by root_admin before an agent claimed it; nothing was changed."
     assert polled_outcome(client, run) == shown_outcome(client)
 
 
@@ -102,9 +104,10 @@ def test_a_waiting_run_offers_cancel_and_explains_why_install_is_refused(
     client.force_login(operator)
     page = client.get(PAGE).content.decode()
     assert 'id="run-cancel"' in page
-    assert re.search(r'<p class="help" id="install-refusal">Another update \(.*\) is already requested', page)
-    # The Install button is drawn hidden, for the live script to bring back when the run ends.
-    assert '<div class="ot-actions" id="install-action" hidden>' in page
+    # The refusal speaks of the run shown below, not of "another update (… (requested))".
+    assert '<p class="help" id="install-refusal">The update to 1.2.0 is in progress below' in page
+    # No Install button while it runs: the page reloads itself when the run ends.
+    assert 'id="install-action"' not in page
 
 
 def test_a_claimed_run_offers_no_cancel(client, operator, offered, agent_online):
@@ -128,7 +131,7 @@ def test_progress_tells_an_operator_why_install_is_refused_while_a_run_waits(
 ):
     make_run()
     client.force_login(operator)
-    assert "already requested or running" in client.get(reverse("updates_progress")).json()["install_refusal"]
+    assert "is in progress below" in client.get(reverse("updates_progress")).json()["install_refusal"]
 
 
 def test_progress_tells_no_install_refusal_to_staff_who_cannot_install(

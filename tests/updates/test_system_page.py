@@ -85,7 +85,7 @@ def test_a_script_in_the_notes_is_rendered_as_text(client, superuser, registry_s
     client.force_login(superuser)
     page = client.get(PAGE).content.decode()
     assert '<script>alert("x")</script>' not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert '&lt;script&gt;alert("x")&lt;/script&gt;' in page
     assert '<a href="https://example.com/notes"' in page
     assert 'href="javascript:' not in page
     assert "[click](javascript:alert`1`)" in page
@@ -208,5 +208,5 @@ def test_an_expired_document_says_stale_since_its_expiry(client, superuser, regi
     RegistryState.objects.update(expires_at=expired, last_success_at=expired - timedelta(days=1))
     client.force_login(superuser)
     page = client.get(PAGE).content.decode()
-    assert f"Update information is stale since {expired:%Y-%m-%d %H:%M} UTC" in page
+    assert f"Update information is stale since {expired:%Y-%m-%d %H:%M}:" in page
     assert "Up to date" not in page

@@ -112,7 +112,7 @@ def test_the_detail_page_has_the_timeline_with_durations_and_the_full_log(client
     response = client.get(reverse("admin:updates_updaterun_change", args=[run.pk]))
     assert response.status_code == 200
     text = response.content.decode()
-    assert "0:01:05" in text  # backup took 65 s
+    assert "1 min 05 s" in text  # backup took 65 s
     assert "compose failed" in text
     assert "line one" in text
     assert "&lt;script&gt;x&lt;/script&gt;" in text

@@ -173,30 +173,31 @@ class UpdateRun(models.Model):
 
     @property
     def outcome(self) -> str:
-        """What the run came to, in the words the System updates page shows.
+        """What the run came to, in the one sentence the System updates page shows.
 
-        The one source of this wording: the page renders it and its live script shows the
-        same text from the progress endpoint, so a reload never changes what the admin reads.
+        The one source of this wording (`updates.outcome`): the page renders it and its live
+        script shows the same text from the progress endpoint, so a reload never changes
+        what the admin reads.
         """
-        if self.status == RunStatus.REQUESTED:
-            return "Waiting for the host agent to pick up the update."
-        if self.status == RunStatus.RUNNING:
+        return self.outcome_parts().headline
+
+    def outcome_parts(self) -> Any:
+        """The outcome's headline, cause, rollback result and detail (`updates.outcome.Outcome`)."""
+        from updates.outcome import describe
+
+        return describe(self, rollback_message=self.rollback_message())
+
+    def rollback_message(self) -> str:
+        """What the agent's rollback step reported when it ended (what it restored), or ""."""
+        if self.status != RunStatus.ROLLED_BACK and "rollback" not in (self.error or ""):
             return ""
-        if self.status == RunStatus.SUCCEEDED:
-            return f"OpenTrace {self.to_version} is installed."
-        if self.status == RunStatus.EXPIRED:
-            reason = self.error or "No update agent claimed the update in time."
-            return f"Expired: {reason} Nothing was changed."
-        if self.status == RunStatus.CANCELLED:
-            who = self.error or "Cancelled."
-            return f"{who} It was withdrawn before an agent claimed it; nothing was changed."
-        parts = [f"Failed at step {self.failed_step}."] if self.failed_step else []
-        if self.error:
-            parts.append(self.error)
-        if self.status == RunStatus.ROLLED_BACK:
-            cause = f": {self.rollback_cause}" if self.rollback_cause else "."
-            parts.append(f"Rolled back to {self.from_version}{cause}")
-        return " ".join(parts) or "The update failed."
+        event = (
+            self.events.filter(kind=UpdateEvent.Kind.STEP, step="rollback")
+            .exclude(state="started")
+            .order_by("-seq")
+            .first()
+        )
+        return event.message if event else ""
 
     @classmethod
     def active(cls) -> UpdateRun | None:
