@@ -11,6 +11,8 @@ import uuid
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -30,9 +32,12 @@ def can_install(request: HttpRequest) -> bool:
     return request.user.is_active and request.user.is_staff and request.user.has_perm(INSTALL_PERMISSION)
 
 
-def _require_install_permission(request: HttpRequest) -> None:
-    if not can_install(request):
+def _require_install_permission(request: HttpRequest) -> AbstractBaseUser:
+    """The user, when they may install; else PermissionDenied."""
+    user = request.user
+    if not can_install(request) or isinstance(user, AnonymousUser):
         raise PermissionDenied("Installing or skipping updates needs the permission updates.install_update.")
+    return user
 
 
 def _system_url() -> str:
@@ -75,7 +80,7 @@ def install_confirm(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def install(request: HttpRequest) -> HttpResponse:
-    _require_install_permission(request)
+    user = _require_install_permission(request)
     try:
         key = uuid.UUID(request.POST.get("idempotency_key", "")).hex
     except ValueError:
@@ -83,7 +88,7 @@ def install(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(_system_url())
     try:
         run = actions.request_install(
-            user=request.user,
+            user=user,
             idempotency_key=key,
             version=request.POST.get("version", ""),
             document_sha256=request.POST.get("document_sha256", ""),
@@ -100,10 +105,10 @@ def install(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def cancel_run(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
-    _require_install_permission(request)
+    user = _require_install_permission(request)
     run = get_object_or_404(UpdateRun, pk=run_id)
     try:
-        actions.cancel_run(run, by=request.user)
+        actions.cancel_run(run, by=user)
     except actions.Refused as refused:
         messages.error(request, f"The update could not be cancelled: {refused.message}")
     else:
