@@ -19,24 +19,22 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from updates import actions, serializers, system_page
+from updates import actions, permissions, serializers, system_page
 from updates.checking import run_check
 from updates.formatting import describe_check_error
 from updates.models import AgentHeartbeat, RegistryCheck, RegistryState, UpdateRun
 from updates.rules import install_refusal
 
-INSTALL_PERMISSION = "updates.install_update"
-
 
 def can_install(request: HttpRequest) -> bool:
-    return request.user.is_active and request.user.is_staff and request.user.has_perm(INSTALL_PERMISSION)
+    return permissions.may_install(request.user)
 
 
 def _require_install_permission(request: HttpRequest) -> AbstractBaseUser:
     """The user, when they may install; else PermissionDenied."""
     user = request.user
     if not can_install(request) or isinstance(user, AnonymousUser):
-        raise PermissionDenied("Installing or skipping updates needs the permission updates.install_update.")
+        raise PermissionDenied(f"Installing or skipping updates needs the permission {permissions.INSTALL}.")
     return user
 
 
@@ -48,7 +46,11 @@ def system_updates(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "System updates",
-        **system_page.system_context(can_install=can_install(request)),
+        **system_page.system_context(
+            can_install=can_install(request),
+            can_see_runs=permissions.may_see_runs(request.user),
+            can_check=permissions.may_check(request.user),
+        ),
     }
     return render(request, "updates/system.html", context)
 
@@ -119,6 +121,8 @@ def cancel_run(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
 @require_GET
 def progress(request: HttpRequest) -> JsonResponse:
     """The current run's progress for the page's polling script."""
+    if not permissions.may_see_runs(request.user):
+        raise PermissionDenied(f"The runs' progress needs the permission {permissions.VIEW_RUNS}.")
     run_id = request.GET.get("run")
     if run_id:
         try:
@@ -138,6 +142,8 @@ def progress(request: HttpRequest) -> JsonResponse:
 
 @require_POST
 def check_now(request: HttpRequest) -> HttpResponse:
+    if not permissions.may_check(request.user):
+        raise PermissionDenied(f"Checking for updates needs the permission {permissions.CHECK}.")
     check = run_check(RegistryCheck.Trigger.MANUAL)
     if check.outcome == RegistryCheck.Outcome.FAILED:
         # The sentence only: the page's "Last check" row has the details.
