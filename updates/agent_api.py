@@ -23,6 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from contract import events as shapes
 from contract import signing
+from opentrace.redact import redact
 from updates.models import AcceptedRequest, AgentHeartbeat, EventIn, TransitionRefused, UpdateRun
 
 logger = logging.getLogger(__name__)
@@ -187,13 +188,14 @@ def parse_event(raw: object, position: int) -> EventIn:
         lines = []
     if not isinstance(lines, list) or len(lines) > MAX_LINES:
         raise BadRequest(f"{where}.lines must be a list of at most {MAX_LINES} strings")
-    clean_lines = [_text(line, f"{where}.lines", required=True) for line in lines]
+    # Stored and shown to admins (and mailed): credentials in URLs never get that far.
+    clean_lines = [redact(_text(line, f"{where}.lines", required=True)) for line in lines]
     return EventIn(
         seq=seq,
         kind=kind,
         step=step,
         state=state,
-        message=_text(raw.get("message"), f"{where}.message"),
+        message=redact(_text(raw.get("message"), f"{where}.message")),
         lines=clean_lines,
         at=_time(raw.get("at"), f"{where}.at"),
     )

@@ -370,3 +370,38 @@ def test_accepted_pairs_are_forgotten_once_their_timestamp_is_out_of_the_window(
     client.post(HEARTBEAT, data=body, content_type="application/json", **sign(body))
     assert AcceptedRequest.objects.count() == 2
     assert not AcceptedRequest.objects.filter(timestamp__lt=int(time.time()) - 600).exists()
+
+
+# --- credentials in what the agent reports -----------------------------------------------------
+TOKEN = "ghp_" + "s3cr3tT0ken" * 3
+
+
+def test_credentials_in_urls_are_redacted_before_the_events_are_stored(client, run, history_viewer):
+    response = post_events(
+        client,
+        run.pk,
+        event(1, "run", state="running"),
+        event(
+            2,
+            "log",
+            step="fetch",
+            lines=[
+                f"fatal: unable to access 'https://x-access-token:{TOKEN}@github.com/acme/opentrace.git/'",
+                f"git fetch https://{TOKEN}@github.com/acme/opentrace.git",
+                f"GET https://registry.example.com/version.json?access_token={TOKEN}&channel=stable",
+            ],
+        ),
+        event(3, "run", state="failed", message=f"fetch failed: https://deploy:{TOKEN}@git.example.com/o/r"),
+    )
+    assert response.status_code == 200
+    run.refresh_from_db()
+    stored = " ".join([*run.log_lines(), run.error, *run.events.values_list("message", flat=True)])
+    assert TOKEN not in stored
+    assert "https://x-access-token:***@github.com/acme/opentrace.git/" in stored
+    assert "https://***@github.com/acme/opentrace.git" in stored
+    assert "?access_token=***&channel=stable" in stored
+    assert "https://deploy:***@git.example.com/o/r" in stored
+
+    client.force_login(history_viewer)
+    assert TOKEN not in client.get(f"/admin/updates/updaterun/{run.pk}/change/").content.decode()
+    assert TOKEN not in json.dumps(client.get("/admin/updates/system/progress/", {"run": str(run.pk)}).json())
