@@ -27,9 +27,15 @@ CLOCK_SHIFT_TESTS ?= tests/updates tests/smtp tests/test_secrets.py \
 test-clock-shift: $(STAMP)
 	$(PY) -m pytest -p tests.clock_shift --clock-shift=$(CLOCK_SHIFT) -n $(TEST_WORKERS) --dist loadgroup $(CLOCK_SHIFT_TESTS) $(PYTEST_ARGS)
 
+# ruff, the architecture rules (import-linter, [tool.importlinter] in pyproject.toml) and the
+# types (mypy with django-stubs, [tool.mypy]; the Django plugin reads the settings, so they
+# get a data dir of their own and no .env). The suite runs the same: tests/test_lint.py,
+# tests/test_architecture.py, tests/test_types.py.
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
+	OPENTRACE_ENV_FILE= OPENTRACE_DATA_DIR=$(CURDIR)/.mypy_cache/django-data $(PY) -m mypy
 
 format: $(STAMP)
 	$(PY) -m ruff format .
@@ -55,4 +61,4 @@ $(STAMP): requirements.txt requirements-embedded.txt requirements-agent.txt requ
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache staticfiles

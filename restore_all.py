@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -35,18 +36,18 @@ DESCRIPTIONS = {
 }
 
 
-def _size(count: int) -> str:
+def _size(count: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if count < 1024 or unit == "GiB":
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024  # type: ignore[assignment]
+        count /= 1024
     return f"{count} B"
 
 
 def plan(config: AgentConfig, directory: Path) -> list[str]:
     """What a restore of `directory` would put back, and what it would throw away (nothing is changed)."""
     manifest = verify_backup(directory)
-    files: dict[str, dict[str, object]] = manifest["files"]  # type: ignore[assignment]
+    files = cast(dict[str, dict[str, Any]], manifest["files"])  # verify_backup checked the shape
     taken = str(manifest.get("created_at") or "?")
     lines = [
         f"backup set {directory.name}: OpenTrace {manifest.get('from_version')} at commit "
@@ -57,7 +58,7 @@ def plan(config: AgentConfig, directory: Path) -> list[str]:
     groups: dict[str, int] = {}
     for name, meta in files.items():
         what = DESCRIPTIONS.get(name) or ("the ClickHouse tables" if name.startswith("clickhouse") else name)
-        groups[what] = groups.get(what, 0) + int(meta.get("size", 0))  # type: ignore[call-overload]
+        groups[what] = groups.get(what, 0) + int(meta.get("size", 0))
     lines += [f"  - {what} ({_size(size)})" for what, size in groups.items()]
     lines += [
         "and would discard everything written since it was taken:",

@@ -349,7 +349,7 @@ class Suite:
         )
         with opener.open(request, timeout=30) as response:
             response.read()
-        opener.csrf = next(c.value for c in jar if c.name == "csrftoken")  # type: ignore[attr-defined]
+        opener.csrf = next(c.value for c in jar if c.name == "csrftoken")  # type: ignore[attr-defined]  # carried on the opener
         return opener
 
     def clicks(self, rounds: int, per_round: int = 20) -> dict[str, Any]:
@@ -388,7 +388,7 @@ class Suite:
                 opener = sessions[i % len(sessions)]
                 key = shared_key if i % 2 == 0 else uuid.uuid4().hex
                 form = (
-                    f"csrfmiddlewaretoken={opener.csrf}&idempotency_key={key}"  # type: ignore[attr-defined]
+                    f"csrfmiddlewaretoken={opener.csrf}&idempotency_key={key}"  # type: ignore[attr-defined]  # set above
                     f"&version=1.2.0&document_sha256={digest}"
                 ).encode()
                 request = urllib.request.Request(

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import IO, Any, cast
 from urllib.parse import unquote, urlsplit
 
 from contract.files import fsync_dir
@@ -144,7 +145,15 @@ def _dir_size(path: Path, skip: set[Path]) -> int:
     return total
 
 
-def _run(argv: list[str], *, cwd: Path, env: dict[str, str], stdin=None, stdout=None, what: str) -> str:  # type: ignore[no-untyped-def]
+def _run(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
+    what: str,
+) -> str:
     try:
         done = subprocess.run(
             argv,
@@ -254,7 +263,7 @@ def create_backup(
         export_dir.mkdir()
         if tools.writer is not None and os.geteuid() == 0:
             os.chown(export_dir, *tools.writer)
-        out = _run(
+        exported = _run(
             [
                 *tools.python_cmd,
                 "-m",
@@ -266,13 +275,13 @@ def create_backup(
             env=tools.env,
             what="ClickHouse export",
         )
-        log(f"clickhouse: {out.strip()}")
+        log(f"clickhouse: {exported.strip()}")
 
     with tarfile.open(partial / "data.tar.gz", "w:gz") as archive:
         archived = _archive_data_dir(archive, tools.data_dir, _excluded(tools))
     log(f"data dir archived ({archived} entries)")
 
-    files = {}
+    files: dict[str, dict[str, Any]] = {}
     for path in sorted(p for p in partial.rglob("*") if p.is_file()):
         files[str(path.relative_to(partial))] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
     manifest["files"] = files
@@ -333,7 +342,7 @@ def verify_backup(directory: Path) -> dict[str, object]:
     """The manifest, once every file it lists has its recorded size and SHA-256."""
     manifest = read_manifest(directory)
     problems = []
-    for name, meta in manifest["files"].items():  # type: ignore[union-attr]
+    for name, meta in cast(dict[str, Any], manifest["files"]).items():  # read_manifest checked the type
         path = (directory / name).resolve()
         if directory.resolve() not in path.parents:
             problems.append(f"{name}: outside the backup set")
@@ -422,7 +431,7 @@ def restore_all(
     tools: BackupTools, directory: Path, *, dry_run: bool = False, include_data_dir: bool = True
 ) -> list[str]:
     manifest = verify_backup(directory)
-    steps = [f"verified {len(manifest['files'])} file(s) of {directory.name}"]  # type: ignore[arg-type]
+    steps = [f"verified {len(cast(dict[str, Any], manifest['files']))} file(s) of {directory.name}"]
     if dry_run:
         return [*steps, "dry run: nothing restored"]
     steps.append(restore_database(tools, directory, manifest))

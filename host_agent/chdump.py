@@ -13,11 +13,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 _DATA_ENGINES_WITHOUT_ROWS = {"View", "MaterializedView", "LiveView", "Dictionary"}
 
 
-def _connect():  # type: ignore[no-untyped-def]
+def _connect() -> tuple[ModuleType, str]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opentrace.settings")
     import django
 

@@ -10,11 +10,15 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from host_agent import AGENT_VERSION, effective
 from host_agent.config import load_config
 from host_agent.errors import AgentError, ConfigError
 from host_agent.lock import LockHeld
+
+if TYPE_CHECKING:  # the import itself waits until the agent's packages are checked (main)
+    from host_agent.agent import Agent
 
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 2
 AGENT_REQUIREMENTS = ("packaging", "cryptography")
@@ -45,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def describe(agent: object, asked_preset: bool) -> dict[str, object]:
+def describe(agent: Agent, asked_preset: bool) -> dict[str, object]:
     """`status`: the agent's state, with the agent's own configuration as it recorded it.
 
     Without that, the configuration shown would be this command's (its flags, environment
@@ -53,8 +57,8 @@ def describe(agent: object, asked_preset: bool) -> dict[str, object]:
     and its own backend URL. A stopped agent's record still says how this install runs,
     unless this command was asked for a preset.
     """
-    status = agent.status()  # type: ignore[attr-defined]
-    recorded = effective.read(agent.config.state_dir)  # type: ignore[attr-defined]
+    status = agent.status()
+    recorded = effective.read(agent.config.state_dir)
     running = bool(status.get("agent_running"))
     if recorded is not None and (running or not asked_preset):
         for key in ("preset", "backend_url", "project_dir", "data_dir"):

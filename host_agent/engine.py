@@ -98,7 +98,8 @@ class Engine:
         import docker
 
         try:
-            return self._call(f"inspecting {image}", self.client.images.get, image).id
+            found: str | None = self._call(f"inspecting {image}", self.client.images.get, image).id
+            return found
         except docker.errors.ImageNotFound:
             return None
 

@@ -69,7 +69,8 @@ class Git:
             f"refs/tags/{tag}^{{}}",
             timeout=60,
         )
-        refs = dict(reversed(line.split("\t", 1)) for line in out.splitlines() if "\t" in line)
+        pairs = (line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+        refs = {ref: sha for sha, ref in pairs}
         return refs.get(f"refs/tags/{tag}^{{}}") or refs.get(f"refs/tags/{tag}")
 
     def fetch(self, remote: str) -> None:

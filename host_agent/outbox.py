@@ -31,7 +31,7 @@ class RunOutbox:
 
     @property
     def pending(self) -> list[dict[str, object]]:
-        return [e for e in self.events if int(e["seq"]) > self.acked]  # type: ignore[call-overload]
+        return [e for e in self.events if int(e["seq"]) > self.acked]  # type: ignore[call-overload]  # seq is an int: the outbox writes it
 
     @property
     def complete(self) -> bool:
@@ -90,7 +90,7 @@ class Outbox:
                 seq = 1
             else:
                 existing = self._run(run_id)
-                seq = (int(existing.events[-1]["seq"]) + 1) if existing and existing.events else 1  # type: ignore[call-overload]
+                seq = (int(existing.events[-1]["seq"]) + 1) if existing and existing.events else 1  # type: ignore[call-overload]  # seq is an int: the outbox writes it
             record = {**event, "seq": seq}
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             try:

@@ -110,11 +110,11 @@ class Reporter:
                         logger.warning(
                             "backend refused event %s of run %s: %s", batch[0]["seq"], run.run_id, exc
                         )
-                        self.outbox.drop(run.run_id, int(batch[0]["seq"]), str(exc))  # type: ignore[call-overload]
+                        self.outbox.drop(run.run_id, int(batch[0]["seq"]), str(exc))  # type: ignore[call-overload]  # seq is an int: the outbox writes it
                     else:
-                        self.outbox.ack(run.run_id, int(batch[-1]["seq"]))  # type: ignore[call-overload]
+                        self.outbox.ack(run.run_id, int(batch[-1]["seq"]))  # type: ignore[call-overload]  # seq is an int: the outbox writes it
                     self.last_error = None
-                    run = next((r for r in self.outbox.runs() if r.run_id == run.run_id), None)  # type: ignore[assignment]
+                    run = next((r for r in self.outbox.runs() if r.run_id == run.run_id), None)  # type: ignore[assignment]  # None ends the loop
                     pending = run.pending if run is not None else []
             return True
 

@@ -48,7 +48,7 @@ class Watcher:
         if libc.inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
             os.close(fd)
             return None
-        return fd
+        return int(fd)
 
     def wait(self, timeout: float) -> bool:
         """True when the directory may have changed; False when `timeout` passed quietly."""

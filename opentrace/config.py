@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import ipaddress
 import re
 import warnings
@@ -103,11 +104,11 @@ class _Reader:
         value = self.raw.get(name)
         return default if value is None else value.strip()
 
-    def optional(self, name: str) -> str | None:
+    def optional(self, name: builtins.str) -> builtins.str | None:
         value = self.raw.get(name, "").strip()
         return value or None
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: bool) -> bool:
         if name not in self.raw:
             return default
         value = self.raw[name].strip().lower()
@@ -117,7 +118,7 @@ class _Reader:
             return False
         raise ConfigError(name, f"expected a boolean (true/false/1/0), got {self.raw[name]!r}")
 
-    def int(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+    def int(self, name: builtins.str, default: int, *, minimum: int, maximum: int) -> int:
         if name not in self.raw or not self.raw[name].strip():
             return default
         try:
@@ -128,7 +129,7 @@ class _Reader:
             raise ConfigError(name, f"must be between {minimum} and {maximum}, got {value}")
         return value
 
-    def list(self, name: str, default: list[str]) -> list[str]:
+    def list(self, name: builtins.str, default: list[builtins.str]) -> list[builtins.str]:
         if name not in self.raw:
             return default
         return [item.strip() for item in self.raw[name].split(",") if item.strip()]

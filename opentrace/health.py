@@ -42,7 +42,7 @@ def check_broker() -> None:
     if urlsplit(url).scheme == "filesystem":
         options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
         for key in ("data_folder_in", "data_folder_out"):
-            folder = options[key]
+            folder = str(options[key])
             if not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
                 raise CheckFailed(f"broker folder {folder} is missing or not writable")
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -43,7 +44,7 @@ def _read(path: Path) -> str:
     return value
 
 
-def load_or_create(data_dir: Path, name: str, generate) -> str:  # type: ignore[no-untyped-def]
+def load_or_create(data_dir: Path, name: str, generate: Callable[[], str]) -> str:
     directory = secrets_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / name

@@ -70,7 +70,7 @@ class SmtpSettingsAdmin(admin.ModelAdmin):
                 messages.error(request, f"The stored SMTP password cannot be used. {problem}")
         extra_context = {
             **(extra_context or {}),
-            "test_email_form": TestEmailForm(initial={"to": request.user.email}),
+            "test_email_form": TestEmailForm(initial={"to": getattr(request.user, "email", "")}),
             "can_send_test_email": self.has_change_permission(request, row),
             "active_transport": self._active_transport_text(),
         }

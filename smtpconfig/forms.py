@@ -45,7 +45,8 @@ class SmtpSettingsForm(forms.ModelForm):
             self.fields["password"].help_text = "No password is stored."
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         password = cleaned.get("password") or ""
         if password and cleaned.get("clear_password"):
             raise forms.ValidationError("Either enter a new password or clear the stored one, not both.")
@@ -76,7 +77,7 @@ class BaseUrlPasswordResetForm(PasswordResetForm):
     """Reset links point at OPENTRACE_BASE_URL, not at whatever Host header the request had
     (a forged Host would otherwise put an attacker's domain in the mail)."""
 
-    def save(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def save(self, *args: Any, **kwargs: Any) -> None:
         scheme, _, rest = settings.OPENTRACE_BASE_URL.partition("://")
         extra = dict(kwargs.pop("extra_email_context", None) or {})
         extra.setdefault("instance_name", settings.OPENTRACE_INSTANCE_NAME)

@@ -194,9 +194,8 @@ def classify(exc: BaseException, transport: Transport | None = None) -> MailErro
         replies = []
         permanent = True
         for rcpt, (code, message) in exc.recipients.items():
-            if isinstance(message, bytes):
-                message = message.decode("utf-8", "replace")
-            replies.append(f"{rcpt}: {code} {message}")
+            said = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+            replies.append(f"{rcpt}: {code} {said}")
             permanent = permanent and code >= 500
         return MailError(
             "recipient_refused",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from email.utils import parseaddr
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -121,7 +122,7 @@ class SmtpSettings(models.Model):
     def __str__(self) -> str:
         return "SMTP settings"
 
-    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def save(self, *args: Any, **kwargs: Any) -> None:
         self.pk = SINGLETON_ID
         super().save(*args, **kwargs)
 

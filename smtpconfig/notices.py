@@ -49,6 +49,7 @@ def deliver(notice: Notice, *, task_id: str, final_attempt: bool) -> Delivery:
     `final_attempt`, when they become FAILED like permanent ones.
     """
     delivery = Delivery()
+    transport: mailer.Transport | None
     try:
         transport = mailer.resolve_transport()
     except mailer.MailError as exc:

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
+from opentrace.admin_site import OpenTraceAdminSite
+from updates import permissions
 from updates.formatting import format_duration, format_instant
 from updates.models import UpdateRun
 from updates.outcome import readable_steps
 
 # "System updates" is a custom page listed first in the admin's Settings section.
-admin.site.register_settings_page("System updates", "updates_system", order=0)
+cast(OpenTraceAdminSite, admin.site).register_settings_page("System updates", "updates_system", order=0)
 
 
 def _may_see_history(request: HttpRequest) -> bool:
-    user = request.user
-    return (
-        user.is_active
-        and user.is_staff
-        and (user.has_perm("updates.view_updaterun") or user.has_perm("updates.install_update"))
-    )
+    return permissions.may_see_runs(request.user)
 
 
 @admin.register(UpdateRun)

@@ -1,7 +1,8 @@
 """The agent → backend API (SPEC §6): `POST /api/updates/agent/events` and `.../heartbeat`.
 
 Order of checks: method (405), size (413), signature and timestamp (401, before the body
-is parsed), body shape (400), run (404), state machine (409). Any other failure answers
+is parsed), body shape (400), replay (401: the same timestamp and signature accepted
+before), run (404), state machine (409). Any other failure answers
 503 so the agent retries; nothing answers 500. See docs/protocol.md.
 """
 
@@ -16,12 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from contract import events as shapes
 from contract import signing
-from updates.models import AgentHeartbeat, EventIn, TransitionRefused, UpdateRun
+from opentrace.redact import redact
+from updates.models import AcceptedRequest, AgentHeartbeat, EventIn, TransitionRefused, UpdateRun
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +46,11 @@ def _answer(status: int, payload: dict[str, Any]) -> JsonResponse:
     return response
 
 
-def _verify(request: HttpRequest, body: bytes) -> str | None:
+class Replayed(Exception):
+    pass
+
+
+def _verify(request: HttpRequest, body: bytes, now: float) -> str | None:
     """None when the request is authentic, else why not."""
     try:
         signing.verify_request(
@@ -51,11 +58,22 @@ def _verify(request: HttpRequest, body: bytes) -> str | None:
             timestamp=request.headers.get(signing.TIMESTAMP_HEADER, ""),
             signature=request.headers.get(signing.SIGNATURE_HEADER, ""),
             body=body,
-            now=time.time(),
+            now=now,
         )
     except signing.RequestRejected as exc:
         return str(exc)
     return None
+
+
+def _claim(request: HttpRequest, now: float) -> None:
+    """Refuse a verified (timestamp, signature) pair that was accepted before (SPEC §6)."""
+    if not AcceptedRequest.claim(
+        int(request.headers[signing.TIMESTAMP_HEADER]),
+        request.headers[signing.SIGNATURE_HEADER],
+        now=now,
+        window=signing.MAX_SKEW_SECONDS,
+    ):
+        raise Replayed
 
 
 def agent_endpoint(
@@ -74,7 +92,8 @@ def agent_endpoint(
             body = request.read(MAX_BODY + 1)
             if len(body) > MAX_BODY:
                 return _answer(413, {"error": f"the body is over {MAX_BODY} bytes"})
-            problem = _verify(request, body)
+            now = time.time()
+            problem = _verify(request, body, now)
             if problem is not None:
                 return _answer(401, {"error": problem})
             try:
@@ -84,9 +103,15 @@ def agent_endpoint(
             if not isinstance(data, dict):
                 return _answer(400, {"error": "the body is not a JSON object"})
             try:
-                return handler(data)
+                # One transaction: a request that fails (400, an outage) leaves no claim,
+                # so the agent may send the same bytes again.
+                with transaction.atomic():
+                    _claim(request, now)
+                    return handler(data)
             except BadRequest as exc:
                 return _answer(400, {"error": str(exc)})
+            except Replayed:
+                return _answer(401, {"error": "this signed request was already accepted (replay)"})
         except Exception:
             # An outage (database down during deploy) or a bug: never a 500; the agent retries.
             logger.exception("agent API failure")
@@ -163,13 +188,14 @@ def parse_event(raw: object, position: int) -> EventIn:
         lines = []
     if not isinstance(lines, list) or len(lines) > MAX_LINES:
         raise BadRequest(f"{where}.lines must be a list of at most {MAX_LINES} strings")
-    clean_lines = [_text(line, f"{where}.lines", required=True) for line in lines]
+    # Stored and shown to admins (and mailed): credentials in URLs never get that far.
+    clean_lines = [redact(_text(line, f"{where}.lines", required=True)) for line in lines]
     return EventIn(
         seq=seq,
         kind=kind,
         step=step,
         state=state,
-        message=_text(raw.get("message"), f"{where}.message"),
+        message=redact(_text(raw.get("message"), f"{where}.message")),
         lines=clean_lines,
         at=_time(raw.get("at"), f"{where}.at"),
     )

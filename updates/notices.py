@@ -34,7 +34,7 @@ KIND_RUN_STARTED = str(NoticeKind.RUN_STARTED)
 KIND_RUN_SUCCEEDED = str(NoticeKind.RUN_SUCCEEDED)
 KIND_RUN_FAILED = str(NoticeKind.RUN_FAILED)  # failed or rolled back: the same people must act on both
 
-RUN_STATUS_KINDS = {
+RUN_STATUS_KINDS: dict[str, str] = {
     RunStatus.RUNNING: KIND_RUN_STARTED,
     RunStatus.SUCCEEDED: KIND_RUN_SUCCEEDED,
     RunStatus.FAILED: KIND_RUN_FAILED,
@@ -191,7 +191,7 @@ def run_notice(run_id: str, new_status: str) -> Notice | None:
         return None
 
     instance = settings.OPENTRACE_INSTANCE_NAME
-    subjects = {
+    subjects: dict[str, str] = {
         RunStatus.RUNNING: f"[{instance}] Update to {run.to_version} started",
         RunStatus.SUCCEEDED: f"[{instance}] Update to {run.to_version} succeeded",
         RunStatus.FAILED: f"[{instance}] Update to {run.to_version} FAILED",

@@ -121,12 +121,12 @@ def readable_steps(run: UpdateRun) -> list[ReadableStep]:
     return steps
 
 
-def describe(run: object, *, rollback_message: str = "") -> Outcome:
-    """The outcome of `run` (an UpdateRun); `rollback_message` is its rollback step's message."""
-    status = run.status  # type: ignore[attr-defined]
-    src, dst = run.from_version, run.to_version  # type: ignore[attr-defined]
-    step = run.failed_step  # type: ignore[attr-defined]
-    error, rollback_cause = run.error, run.rollback_cause  # type: ignore[attr-defined]
+def describe(run: UpdateRun, *, rollback_message: str = "") -> Outcome:
+    """The outcome of `run`; `rollback_message` is its rollback step's message."""
+    status = run.status
+    src, dst = run.from_version, run.to_version
+    step = run.failed_step
+    error, rollback_cause = run.error, run.rollback_cause
     if status == RunStatus.REQUESTED:
         return Outcome("Waiting for the host agent to pick up the update.", "", "", "", "neutral")
     if status == RunStatus.RUNNING:

@@ -90,14 +90,16 @@ def page_refusal(state: RegistryState, run: UpdateRun | None) -> str | None:
     return refusal
 
 
-def system_context(*, can_install: bool) -> dict[str, Any]:
+def system_context(*, can_install: bool, can_see_runs: bool, can_check: bool) -> dict[str, Any]:
     registry = registry_context()
-    run = current_run()
+    # A run's progress and log are the history's: without its permission, no run section.
+    run = current_run() if can_see_runs else None
     agent = AgentHeartbeat.status()
     offer = registry["offer"]
     return {
         **registry,
         "can_install": can_install,
+        "can_check": can_check,
         "agent": agent,
         "agent_offline_after": settings.OPENTRACE_AGENT_OFFLINE_AFTER,
         "install_refusal": page_refusal(registry["state"], run),

@@ -131,7 +131,7 @@ def announce_to_channels(source: str, args: list[str]) -> int:
     for channel_id in channel_ids:
         try:
             send_channel_notice.apply_async(
-                args=[channel_id, source, list(args)], retry=True, retry_policy=notices.PUBLISH_RETRY_POLICY
+                args=(channel_id, source, list(args)), retry=True, retry_policy=notices.PUBLISH_RETRY_POLICY
             )
         except Exception:
             logger.exception("Could not enqueue notice %s%r for channel %s", source, args, channel_id)

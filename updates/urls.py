@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import admin
+from django.http import HttpResponse
 from django.urls import path
 
 from updates import views
 
 
-def _page(view):  # type: ignore[no-untyped-def]
+def _page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     # Staff login required, never cached, CSRF-protected: what every admin view gets.
     return admin.site.admin_view(view)
 

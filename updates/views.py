@@ -11,28 +11,31 @@ import uuid
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from updates import actions, serializers, system_page
+from updates import actions, permissions, serializers, system_page
 from updates.checking import run_check
 from updates.formatting import describe_check_error
 from updates.models import AgentHeartbeat, RegistryCheck, RegistryState, UpdateRun
 from updates.rules import install_refusal
 
-INSTALL_PERMISSION = "updates.install_update"
-
 
 def can_install(request: HttpRequest) -> bool:
-    return request.user.is_active and request.user.is_staff and request.user.has_perm(INSTALL_PERMISSION)
+    return permissions.may_install(request.user)
 
 
-def _require_install_permission(request: HttpRequest) -> None:
-    if not can_install(request):
-        raise PermissionDenied("Installing or skipping updates needs the permission updates.install_update.")
+def _require_install_permission(request: HttpRequest) -> AbstractBaseUser:
+    """The user, when they may install; else PermissionDenied."""
+    user = request.user
+    if not can_install(request) or isinstance(user, AnonymousUser):
+        raise PermissionDenied(f"Installing or skipping updates needs the permission {permissions.INSTALL}.")
+    return user
 
 
 def _system_url() -> str:
@@ -43,7 +46,11 @@ def system_updates(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "System updates",
-        **system_page.system_context(can_install=can_install(request)),
+        **system_page.system_context(
+            can_install=can_install(request),
+            can_see_runs=permissions.may_see_runs(request.user),
+            can_check=permissions.may_check(request.user),
+        ),
     }
     return render(request, "updates/system.html", context)
 
@@ -75,7 +82,7 @@ def install_confirm(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def install(request: HttpRequest) -> HttpResponse:
-    _require_install_permission(request)
+    user = _require_install_permission(request)
     try:
         key = uuid.UUID(request.POST.get("idempotency_key", "")).hex
     except ValueError:
@@ -83,7 +90,7 @@ def install(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(_system_url())
     try:
         run = actions.request_install(
-            user=request.user,
+            user=user,
             idempotency_key=key,
             version=request.POST.get("version", ""),
             document_sha256=request.POST.get("document_sha256", ""),
@@ -100,10 +107,10 @@ def install(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def cancel_run(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
-    _require_install_permission(request)
+    user = _require_install_permission(request)
     run = get_object_or_404(UpdateRun, pk=run_id)
     try:
-        actions.cancel_run(run, by=request.user)
+        actions.cancel_run(run, by=user)
     except actions.Refused as refused:
         messages.error(request, f"The update could not be cancelled: {refused.message}")
     else:
@@ -114,6 +121,8 @@ def cancel_run(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
 @require_GET
 def progress(request: HttpRequest) -> JsonResponse:
     """The current run's progress for the page's polling script."""
+    if not permissions.may_see_runs(request.user):
+        raise PermissionDenied(f"The runs' progress needs the permission {permissions.VIEW_RUNS}.")
     run_id = request.GET.get("run")
     if run_id:
         try:
@@ -133,6 +142,8 @@ def progress(request: HttpRequest) -> JsonResponse:
 
 @require_POST
 def check_now(request: HttpRequest) -> HttpResponse:
+    if not permissions.may_check(request.user):
+        raise PermissionDenied(f"Checking for updates needs the permission {permissions.CHECK}.")
     check = run_check(RegistryCheck.Trigger.MANUAL)
     if check.outcome == RegistryCheck.Outcome.FAILED:
         # The sentence only: the page's "Last check" row has the details.

@@ -155,7 +155,7 @@ def ensure(client: Client, context: TemplateContext) -> None:
 
 @_guarded("find")
 def exists(client: Client, context: TemplateContext) -> bool:
-    return bool(int(client.command(f"EXISTS TABLE {table(context)}")))
+    return bool(int(str(client.command(f"EXISTS TABLE {table(context)}"))))
 
 
 def _micros_to_datetime(value: int | None) -> datetime | None:
@@ -224,7 +224,7 @@ def append(client: Client, context: TemplateContext, row: LedgerRow) -> LedgerRo
         f"SELECT max(rev) FROM {table(context)} WHERE name = {{name:String}}",  # noqa: S608 - see read()
         parameters={"name": row.name},
     )
-    rev = max(time.time_ns(), int(previous or 0) + 1)
+    rev = max(time.time_ns(), int(str(previous or 0)) + 1)
     written = replace(row, rev=rev, recorded_at=_now(), error=row.error[:MAX_ERROR_CHARS])
     # A parameterised INSERT through `command`: values are bound server-side, and it avoids
     # the column-oriented insert path, whose first use costs seconds of imports.

@@ -147,7 +147,9 @@ def site(tmp_path_factory: pytest.TempPathFactory, base_upstream: Path) -> Itera
         site.offer(OFFERED_VERSION)
         # A broken release is rolled back after this long without a healthy /healthz.
         site.start(OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT="20")
-        site.create_staff(VIEWER, FORGETFUL)
+        # Staff who may check for updates, not install them nor read the runs.
+        site.create_staff(VIEWER, permissions=("check_for_updates",))
+        site.create_staff(FORGETFUL)
         yield site
     finally:
         site.stop()

@@ -28,12 +28,16 @@ class BrowserSite(Site):
     def running_version(self) -> str | None:
         return self.health()[1]
 
-    def create_staff(self, *users: tuple[str, str, str]) -> None:
-        """Staff accounts (username, email, password) without any permission, in one command."""
+    def create_staff(self, *users: tuple[str, str, str], permissions: tuple[str, ...] = ()) -> None:
+        """Staff accounts (username, email, password) with just these `updates` permissions."""
         code = (
             "from django.contrib.auth import get_user_model\n"
+            "from django.contrib.auth.models import Permission\n"
+            "granted = Permission.objects.filter(content_type__app_label='updates',"
+            f" codename__in={list(permissions)!r})\n"
             f"for name, email, password in {list(users)!r}:\n"
-            "    get_user_model().objects.create_user(name, email, password, is_staff=True)\n"
+            "    user = get_user_model().objects.create_user(name, email, password, is_staff=True)\n"
+            "    user.user_permissions.add(*granted)\n"
         )
         self.manage("shell", "-c", code)
 

@@ -4,6 +4,7 @@ transition it asked for, a failing channel changes nothing for the others or for
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -12,7 +13,7 @@ from smtpconfig.models import NoticeLog
 from tests.channels.conftest import make_channel
 from tests.channels.receiver import Reply
 from tests.smtp.conftest import configure_smtp
-from tests.updates.agent_client import event, post_events
+from tests.updates.agent_client import EVENTS, event, post, post_events
 from tests.updates.factories import make_run
 from updates import tasks
 from updates.channels.models import NotificationChannel
@@ -71,9 +72,14 @@ def test_one_notice_per_channel_per_transition_across_a_rollback(
     run = make_run()
 
     batches = agent_batches()
-    for batch in [*batches, batches[2]]:  # the last batch again: the agent's retry after a lost answer
+    for batch in batches:
         response = post_events(client, run.pk, *batch)
         assert response.status_code == 200, response.content
+    # The last batch again: the agent's retry after a lost answer, signed anew a second later.
+    retry = post(
+        client, EVENTS, {"run_id": str(run.pk), "events": batches[2]}, timestamp=int(time.time()) + 1
+    )
+    assert retry.status_code == 200, retry.content
 
     run.refresh_from_db()
     assert run.status == "rolled_back"

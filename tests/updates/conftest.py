@@ -38,6 +38,29 @@ def signing_key(settings) -> SigningKey:
     return key
 
 
+def staff_with(django_user_model, username: str, *codenames: str):
+    """A staff user holding exactly these `updates` permissions."""
+    user = django_user_model.objects.create_user(
+        username, f"{username}@example.com", "correct-horse-5", is_staff=True
+    )
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=codenames, content_type__app_label="updates")
+    )
+    return user
+
+
+@pytest.fixture
+def history_viewer(django_user_model):
+    """Staff who may read the update history (runs, their progress and logs), nothing more."""
+    return staff_with(django_user_model, "historian", "view_updaterun")
+
+
+@pytest.fixture
+def checker(django_user_model):
+    """Staff who may run "Check now", nothing more."""
+    return staff_with(django_user_model, "checker", "check_for_updates")
+
+
 @pytest.fixture
 def operator(django_user_model):
     """Staff with the permission to install (and skip) updates."""

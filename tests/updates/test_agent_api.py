@@ -47,7 +47,9 @@ def test_a_duplicate_batch_is_acknowledged_and_changes_nothing(client, run):
     batch = [event(1, "run", state="running"), event(2, "log", lines=["a"])]
     post_events(client, run.pk, *batch)
     before = list(run.events.values_list("seq", "lines"))
-    response = post_events(client, run.pk, *batch)
+    # Sent again as the agent retries: signed anew, a second later (the same pair is a replay).
+    body = {"run_id": str(run.pk), "events": batch}
+    response = post(client, EVENTS, body, timestamp=int(time.time()) + 1)
     assert response.status_code == 200
     assert response.json() == {"accepted": 0, "duplicates": 2}
     assert list(run.events.values_list("seq", "lines")) == before
@@ -304,3 +306,102 @@ def test_the_agent_is_offline_after_the_configured_silence(settings):
     AgentHeartbeat.objects.create(agent_id="h", last_seen=timezone.now() - timedelta(seconds=91))
     assert AgentHeartbeat.status().online is False
     assert UpdateRun.objects.count() == 0
+
+
+# --- replay (SPEC §6) ------------------------------------------------------------------------
+def heartbeat_body(agent_id: str = "host-1") -> bytes:
+    return json.dumps({"agent_id": agent_id, "agent_version": "1", "deployed_version": "1.1.5"}).encode()
+
+
+def test_a_replayed_heartbeat_is_refused_and_keeps_no_agent_online(client):
+    body = heartbeat_body()
+    headers = sign(body)
+    first = client.post(HEARTBEAT, data=body, content_type="application/json", **headers)
+    assert first.status_code == 200
+    AgentHeartbeat.objects.update(last_seen=timezone.now() - timezone.timedelta(hours=1))
+
+    replay = client.post(HEARTBEAT, data=body, content_type="application/json", **headers)
+
+    assert replay.status_code == 401
+    assert "replay" in replay.json()["error"]
+    assert not AgentHeartbeat.status().online
+
+
+def test_a_replayed_event_batch_is_refused(client, run):
+    body = json.dumps({"run_id": str(run.pk), "events": [event(1, "log", lines=["a"])]}).encode()
+    headers = sign(body)
+    assert client.post(EVENTS, data=body, content_type="application/json", **headers).status_code == 200
+    replay = client.post(EVENTS, data=body, content_type="application/json", **headers)
+    assert replay.status_code == 401
+
+
+def test_the_same_body_signed_at_another_second_is_accepted(client, run):
+    # What the agent does when it retries: it signs again, with its clock's new timestamp.
+    body = heartbeat_body()
+    now = int(time.time())
+    for stamp in (now - 1, now):
+        answer = client.post(
+            HEARTBEAT, data=body, content_type="application/json", **sign(body, timestamp=stamp)
+        )
+        assert answer.status_code == 200
+
+
+def test_a_request_that_failed_is_no_replay_when_sent_again(client):
+    # A 400 (or an outage) records nothing: the agent's retry of the same bytes goes through.
+    body = json.dumps({"agent_id": "host-1", "busy": "yes"}).encode()
+    headers = sign(body)
+    assert client.post(HEARTBEAT, data=body, content_type="application/json", **headers).status_code == 400
+    assert client.post(HEARTBEAT, data=body, content_type="application/json", **headers).status_code == 400
+
+
+def test_accepted_pairs_are_forgotten_once_their_timestamp_is_out_of_the_window(client):
+    from updates.models import AcceptedRequest
+
+    for agent in ("host-1", "host-2"):
+        body = heartbeat_body(agent)
+        assert (
+            client.post(HEARTBEAT, data=body, content_type="application/json", **sign(body)).status_code
+            == 200
+        )
+    AcceptedRequest.objects.filter(pk=AcceptedRequest.objects.order_by("pk").first().pk).update(
+        timestamp=int(time.time()) - 1000  # accepted long ago: it could not verify any more
+    )
+    body = heartbeat_body("host-3")
+    client.post(HEARTBEAT, data=body, content_type="application/json", **sign(body))
+    assert AcceptedRequest.objects.count() == 2
+    assert not AcceptedRequest.objects.filter(timestamp__lt=int(time.time()) - 600).exists()
+
+
+# --- credentials in what the agent reports -----------------------------------------------------
+TOKEN = "ghp_" + "s3cr3tT0ken" * 3
+
+
+def test_credentials_in_urls_are_redacted_before_the_events_are_stored(client, run, history_viewer):
+    response = post_events(
+        client,
+        run.pk,
+        event(1, "run", state="running"),
+        event(
+            2,
+            "log",
+            step="fetch",
+            lines=[
+                f"fatal: unable to access 'https://x-access-token:{TOKEN}@github.com/acme/opentrace.git/'",
+                f"git fetch https://{TOKEN}@github.com/acme/opentrace.git",
+                f"GET https://registry.example.com/version.json?access_token={TOKEN}&channel=stable",
+            ],
+        ),
+        event(3, "run", state="failed", message=f"fetch failed: https://deploy:{TOKEN}@git.example.com/o/r"),
+    )
+    assert response.status_code == 200
+    run.refresh_from_db()
+    stored = " ".join([*run.log_lines(), run.error, *run.events.values_list("message", flat=True)])
+    assert TOKEN not in stored
+    assert "https://x-access-token:***@github.com/acme/opentrace.git/" in stored
+    assert "https://***@github.com/acme/opentrace.git" in stored
+    assert "?access_token=***&channel=stable" in stored
+    assert "https://deploy:***@git.example.com/o/r" in stored
+
+    client.force_login(history_viewer)
+    assert TOKEN not in client.get(f"/admin/updates/updaterun/{run.pk}/change/").content.decode()
+    assert TOKEN not in json.dumps(client.get("/admin/updates/system/progress/", {"run": str(run.pk)}).json())

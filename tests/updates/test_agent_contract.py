@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -17,9 +20,17 @@ errors = pytest.importorskip("host_agent.errors")
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def ticking_clock() -> Callable[[], float]:
+    """Now, one second later at each call: the agent sends a batch again only after a retry
+    delay, so with a new timestamp (the same signed bytes again would be a replay, SPEC §6)."""
+    ticks = itertools.count()
+    start = time.time()
+    return lambda: start + next(ticks)
+
+
 def test_the_agents_client_reports_a_run_and_heartbeats(live_server):
     run = make_run()
-    client = backend.BackendClient(live_server.url, settings.OPENTRACE_AGENT_SECRET)
+    client = backend.BackendClient(live_server.url, settings.OPENTRACE_AGENT_SECRET, clock=ticking_clock())
     beat = client.post(
         backend.HEARTBEAT_PATH,
         {

@@ -264,7 +264,7 @@ def test_cancelling_an_unknown_run_is_404(client, superuser):
 
 
 # --- live progress -------------------------------------------------------------------------
-def test_progress_reports_steps_state_and_log_tail(client, staff_user):
+def test_progress_reports_steps_state_and_log_tail(client, history_viewer):
     run = make_run()
     run.record_events(
         [
@@ -273,7 +273,7 @@ def test_progress_reports_steps_state_and_log_tail(client, staff_user):
             EventIn(3, "log", step="backup", lines=["<b>dumping</b>"]),
         ]
     )
-    client.force_login(staff_user)
+    client.force_login(history_viewer)
     data = client.get(reverse("updates_progress")).json()
     assert data["run"]["id"] == str(run.pk)
     assert data["run"]["status"] == "running"
@@ -299,16 +299,16 @@ def test_progress_has_exactly_the_keys_its_typed_shape_declares(client, operator
     assert set(data["run"]["steps"][0]) == set(StepProgress.__annotations__)
 
 
-def test_progress_of_a_named_run_shows_its_outcome(client, staff_user):
+def test_progress_of_a_named_run_shows_its_outcome(client, history_viewer):
     run = make_run()
     run.record_events([EventIn(1, "run", state="running"), EventIn(2, "run", state="failed", message="boom")])
-    client.force_login(staff_user)
+    client.force_login(history_viewer)
     data = client.get(reverse("updates_progress"), {"run": str(run.pk)}).json()
     assert (data["run"]["status"], data["run"]["terminal"], data["run"]["error"]) == ("failed", True, "boom")
 
 
-def test_progress_without_a_run_is_null(client, staff_user):
-    client.force_login(staff_user)
+def test_progress_without_a_run_is_null(client, history_viewer):
+    client.force_login(history_viewer)
     assert client.get(reverse("updates_progress")).json()["run"] is None
     assert client.get(reverse("updates_progress"), {"run": "nope"}).status_code == 404
 

@@ -34,20 +34,20 @@ def finish(run: UpdateRun, *events: EventIn) -> UpdateRun:
     return run
 
 
-def test_a_succeeded_run_says_the_release_is_installed_after_a_reload(client, staff_user):
+def test_a_succeeded_run_says_the_release_is_installed_after_a_reload(client, history_viewer):
     run = finish(make_run(), EventIn(2, "run", state="succeeded", message="1.2.0 is running and healthy"))
-    client.force_login(staff_user)
+    client.force_login(history_viewer)
     assert shown_outcome(client) == "Now on 1.2.0 — the update from 1.1.5 succeeded."
     assert polled_outcome(client, run) == shown_outcome(client)
 
 
-def test_a_rolled_back_run_names_the_failing_step_and_the_cause(client, staff_user):
+def test_a_rolled_back_run_names_the_failing_step_and_the_cause(client, history_viewer):
     run = finish(
         make_run(),
         EventIn(2, "step", step="healthcheck", state="failed", message="/healthz never reported 1.2.0"),
         EventIn(3, "run", state="rolled_back", message="healthcheck failed: /healthz never reported 1.2.0"),
     )
-    client.force_login(staff_user)
+    client.force_login(history_viewer)
     # The step is named once; the rollback step reported nothing, so no data claim is made.
     expected = (
         "Still on 1.1.5 — 1.2.0 failed at healthcheck: /healthz never reported 1.2.0; "
@@ -57,23 +57,23 @@ def test_a_rolled_back_run_names_the_failing_step_and_the_cause(client, staff_us
     assert polled_outcome(client, run) == expected
 
 
-def test_a_failed_run_names_the_failing_step_and_the_error(client, staff_user):
+def test_a_failed_run_names_the_failing_step_and_the_error(client, history_viewer):
     run = finish(
         make_run(),
         EventIn(2, "step", step="fetch", state="failed", message="no tag v1.2.0"),
         EventIn(3, "run", state="failed", message="fetch failed: no tag v1.2.0"),
     )
-    client.force_login(staff_user)
+    client.force_login(history_viewer)
     assert shown_outcome(client) == (
         "Still on 1.1.5 — 1.2.0 failed at fetch: no tag v1.2.0; nothing was changed, 1.1.5 kept serving."
     )
     assert polled_outcome(client, run) == shown_outcome(client)
 
 
-def test_an_expired_run_says_no_agent_claimed_it(client, staff_user, settings):
+def test_an_expired_run_says_no_agent_claimed_it(client, history_viewer, settings):
     run = make_run()
     assert actions.expire_run(run.pk)
-    client.force_login(staff_user)
+    client.force_login(history_viewer)
     assert shown_outcome(client).startswith(
         f"Not started — No update agent claimed the update within {settings.OPENTRACE_TRIGGER_TIMEOUT} s."
     )
@@ -88,9 +88,9 @@ def test_a_cancelled_run_says_who_cancelled_it(client, superuser):
     assert polled_outcome(client, run) == shown_outcome(client)
 
 
-def test_hostile_error_text_in_the_outcome_is_escaped(client, staff_user):
+def test_hostile_error_text_in_the_outcome_is_escaped(client, history_viewer):
     finish(make_run(), EventIn(2, "run", state="failed", message="<script>alert(1)</script>"))
-    client.force_login(staff_user)
+    client.force_login(history_viewer)
     page = client.get(PAGE).content.decode()
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -135,10 +135,10 @@ def test_progress_tells_an_operator_why_install_is_refused_while_a_run_waits(
 
 
 def test_progress_tells_no_install_refusal_to_staff_who_cannot_install(
-    client, staff_user, offered, agent_online
+    client, history_viewer, offered, agent_online
 ):
     make_run()
-    client.force_login(staff_user)
+    client.force_login(history_viewer)
     assert "install_refusal" not in client.get(reverse("updates_progress")).json()
 
 

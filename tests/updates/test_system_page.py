@@ -119,9 +119,9 @@ def test_the_last_check_error_is_shown_escaped(client, superuser, registry_serve
     assert "not JSON" in page
 
 
-def test_check_now_runs_a_check_and_reports_it(client, staff_user, registry_server):
+def test_check_now_runs_a_check_and_reports_it(client, checker, registry_server):
     registry_server.serve_json("/version.json", {"version": "1.2.0"})
-    client.force_login(staff_user)
+    client.force_login(checker)
     response = client.post(reverse("updates_check_now"), follow=True)
     assert response.status_code == 200
     assert b"Version 1.2.0 is available." in response.content

@@ -81,6 +81,7 @@ class RedisBuffer:
                 if not chunk:
                     break
                 for payload in chunk:
+                    assert isinstance(payload, bytes)  # the client does not decode responses
                     if first is None:
                         first = payload
                     count += 1

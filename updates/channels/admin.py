@@ -86,7 +86,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
             "title": f"Signing secret of “{channel.name}”",
             "opts": self.opts,
             "channel": channel,
-            "secret": channel.shown_once_secret,  # type: ignore[attr-defined]
+            "secret": channel.shown_once_secret,  # type: ignore[attr-defined]  # the form's, never stored
             "signature_header": webhook.SIGNATURE_HEADER,
             "timestamp_header": webhook.TIMESTAMP_HEADER,
             "change_url": reverse("admin:updates_notificationchannel_change", args=[channel.pk]),

@@ -70,7 +70,8 @@ class ChannelForm(forms.ModelForm):
         return value.strip()
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         url = cleaned.get("url") or ""
         kind = cleaned.get("kind") or self.instance.kind
         if url:
@@ -96,7 +97,7 @@ class ChannelForm(forms.ModelForm):
             not channel.secret_encrypted or self.cleaned_data.get("regenerate_secret")
         )
         # The plaintext lives on the instance until the admin has shown it once.
-        channel.shown_once_secret = channel.new_secret() if wants_secret else ""  # type: ignore[attr-defined]
+        channel.shown_once_secret = channel.new_secret() if wants_secret else ""  # type: ignore[attr-defined]  # not a field
         if commit:
             channel.save()
         return channel

@@ -108,13 +108,13 @@ def update_available(version: str) -> ChannelMessage | None:
     return ChannelMessage(str(event), shown, title, text, body, "warning" if security else "info")
 
 
-_RUN_TITLES = {
+_RUN_TITLES: dict[str, str] = {
     RunStatus.RUNNING: "Update to {to} started",
     RunStatus.SUCCEEDED: "Update to {to} succeeded",
     RunStatus.FAILED: "Update to {to} FAILED",
     RunStatus.ROLLED_BACK: "Update to {to} failed and was rolled back",
 }
-_RUN_TYPES = {
+_RUN_TYPES: dict[str, str] = {
     RunStatus.RUNNING: "info",
     RunStatus.SUCCEEDED: "success",
     RunStatus.FAILED: "failure",

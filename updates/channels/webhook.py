@@ -83,9 +83,9 @@ def _connection(url: str) -> tuple[http.client.HTTPConnection, str]:
     if parts.scheme == "https":
         context = ssl.create_default_context()
         return http.client.HTTPSConnection(
-            parts.hostname, parts.port, timeout=CONNECT_TIMEOUT, context=context
+            parts.hostname or "", parts.port, timeout=CONNECT_TIMEOUT, context=context
         ), target
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=CONNECT_TIMEOUT), target
+    return http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=CONNECT_TIMEOUT), target
 
 
 def _snippet(raw: bytes) -> str:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from updates.channels.models import NotificationChannel
-from updates.models.agents import AgentHeartbeat
+from updates.models.agents import AcceptedRequest, AgentHeartbeat
 from updates.models.registry import RegistryCheck, RegistryState
 from updates.models.runs import (
     EventIn,
@@ -13,6 +13,7 @@ from updates.models.runs import (
 )
 
 __all__ = [
+    "AcceptedRequest",
     "AgentHeartbeat",
     "EventIn",
     "NotificationChannel",

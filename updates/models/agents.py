@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 
@@ -67,3 +67,38 @@ class AgentHeartbeat(models.Model):
         latest = cls.objects.order_by("-last_seen").first()
         horizon = now - timedelta(seconds=settings.OPENTRACE_AGENT_OFFLINE_AFTER)
         return AgentStatus(online=latest is not None and latest.last_seen >= horizon, agent=latest)
+
+
+class AcceptedRequest(models.Model):
+    """A signed agent request the API accepted (SPEC §6 replay protection).
+
+    A (timestamp, signature) pair verifies for as long as its timestamp is within the allowed
+    skew of the receiver's clock; the row is kept that long, so the same pair sent again (a
+    recorded heartbeat replayed to keep a dead agent "online") finds it and is refused. In the
+    database because every web worker, and `make run`'s single one, shares it; the unique
+    constraint decides between two workers receiving the same pair at once.
+    """
+
+    timestamp = models.BigIntegerField(db_index=True, help_text="The request's signed Unix time.")
+    signature = models.CharField(max_length=80)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["timestamp", "signature"], name="updates_accepted_request_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.timestamp} {self.signature[:19]}…"
+
+    @classmethod
+    def claim(cls, timestamp: int, signature: str, *, now: float, window: int) -> bool:
+        """Record the pair; False when it was already accepted. Call inside the request's
+        transaction, so a request that fails leaves no record and can be sent again."""
+        # A pair whose timestamp is out of the window can never verify again: forget it.
+        cls.objects.filter(timestamp__lt=int(now) - window - 1).delete()
+        try:
+            with transaction.atomic():
+                cls.objects.create(timestamp=timestamp, signature=signature)
+        except IntegrityError:
+            return False
+        return True

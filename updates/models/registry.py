@@ -56,6 +56,8 @@ class RegistryCheck(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        # "Check now" on System updates (superusers have it; so does whoever may install).
+        permissions = [("check_for_updates", "Can check for updates now")]
         get_latest_by = "started_at"
 
     def __str__(self) -> str:

@@ -41,7 +41,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         verbose = options["verbosity"] > 1
-        report = self.stdout.write if verbose else (lambda message: None)
+
+        def report(message: str) -> None:
+            if verbose:
+                self.stdout.write(message)
+
         vendor = connections[DEFAULT_DB_ALIAS].vendor
         try:
             with migration_lock(lock_timeout(options)) as lock:
