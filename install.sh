@@ -509,7 +509,7 @@ prepare_private_dir() {
 }
 
 start_background_agent() {
-  local state_dir pid_file log_file pid
+  local state_dir pid_file log_file pid old_umask
   state_dir=$(agent_state_dir)
   pid_file=$state_dir/agent.pid log_file=$state_dir/agent.log
   [[ -x $project_dir/updater.sh ]] || die "$project_dir/updater.sh is missing; cannot start the agent (use --no-agent to skip)"
@@ -525,9 +525,13 @@ start_background_agent() {
       return 0
     fi
   fi
+  # The unit's umask, so the agent behaves the same with and without systemd.
+  old_umask=$(umask)
+  umask 0027
   OPENTRACE_PROJECT_DIR=$project_dir OPENTRACE_DATA_DIR=$data_dir OPENTRACE_AGENT_STATE_DIR=$state_dir \
     OPENTRACE_BACKEND_URL=$backend_url OPENTRACE_AGENT_PRESET=compose \
     nohup setsid "$project_dir/updater.sh" >>"$log_file" 2>&1 </dev/null &
+  umask "$old_umask"
   printf '%s\n' "$!" >"$pid_file.tmp.$$"
   mv -fT "$pid_file.tmp.$$" "$pid_file"
   log "systemd is not running here: started updater.sh in the background (pid $!, log $log_file)"
