@@ -108,7 +108,11 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         return EXIT_REJECTED
 
     stop = threading.Event()
-    agent = Agent(config, stop=stop)
+    try:
+        agent = Agent(config, stop=stop)
+    except ConfigError as exc:  # a state dir or updates folder that is not safe to use
+        print(f"host_agent: configuration error: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
     if args.command == "status":
         asked = bool(args.preset or env.get("OPENTRACE_AGENT_PRESET"))
         print(json.dumps(describe(agent, asked), indent=2, sort_keys=True))

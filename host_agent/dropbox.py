@@ -39,7 +39,8 @@ class DropBox:
         try:
             fd = os.open(self.path, _DIR_FLAGS)
         except OSError as exc:
-            what = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            linked = exc.errno == errno.ELOOP or os.path.islink(self.path)
+            what = "it is a symbolic link" if linked else exc.strerror
             raise ConfigError(f"{self.path} cannot be opened as the updates folder ({what})") from None
         info = os.fstat(fd)
         if not stat.S_ISDIR(info.st_mode) or info.st_uid not in self.owners:

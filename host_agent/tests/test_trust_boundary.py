@@ -451,3 +451,40 @@ def test_a_pid_file_naming_another_process_gets_no_signal(scene):
     finally:
         bystander.send_signal(signal.SIGTERM)
         bystander.wait(10)
+
+
+# --- folders the agent will not use ---------------------------------------------------------------
+
+
+def test_a_state_dir_the_app_made_is_refused(scene):
+    project, backend = scene.project, scene.backend
+    planted = project.data_dir / "agent"
+    as_app("import os, sys; os.mkdir(sys.argv[1], 0o700)", str(planted))
+    done = subprocess.run(
+        [sys.executable, "-m", "host_agent", *agent_argv(project, backend), "--state-dir", str(planted)],
+        cwd=project.checkout,
+        env=agent_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert "belongs to uid 10001" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_updates_folder_swapped_for_a_link_is_refused(scene):
+    project, host = scene.project, scene.host
+    as_app(
+        "import os, sys; os.rename(sys.argv[1], sys.argv[1] + '.old'); os.symlink(sys.argv[2], sys.argv[1])",
+        str(project.updates),
+        str(host.empty),
+    )
+
+    done = scene.agent()
+
+    assert done.returncode == 2, done.stderr
+    assert "symbolic link" in done.stderr
+    assert list(host.empty.iterdir()) == []
