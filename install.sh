@@ -468,7 +468,8 @@ install_systemd_agent() {
   local template=$project_dir/deploy/$UNIT_NAME unit=$systemd_unit_dir/$UNIT_NAME rendered
   [[ -f $template ]] || die "$template is missing; cannot install the agent (use --no-agent to skip)"
   # The unit's paths point at this checkout, wherever it lives.
-  rendered=$(sed -e "s#@PROJECT_DIR@#$project_dir#g" -e "s#/opt/opentrace#$project_dir#g" "$template")
+  rendered=$(sed -e "s#@PROJECT_DIR@#$project_dir#g" -e "s#@DATA_DIR@#$data_dir#g" \
+    -e "s#/opt/opentrace#$project_dir#g" "$template")
   if [[ ! -f $unit ]] || [[ $(cat "$unit") != "$rendered" ]]; then
     mkdir -p "$systemd_unit_dir"
     printf '%s\n' "$rendered" >"$unit"
@@ -484,9 +485,39 @@ install_systemd_agent() {
   fi
 }
 
+# The agent's own state dir (SPEC §5): never in data/, which the web app owns and could fill
+# with links (root would then write its pid and log wherever they point). Made 0700, and
+# refused when it or what is in it is a link or belongs to someone else.
+agent_state_dir() {
+  if [[ -n ${OPENTRACE_AGENT_STATE_DIR:-} ]]; then
+    printf '%s\n' "$OPENTRACE_AGENT_STATE_DIR"
+  elif [[ $(id -u) == 0 ]]; then
+    printf '%s\n' /var/lib/opentrace-agent
+  else
+    printf '%s\n' "$data_dir/agent"
+  fi
+}
+
+prepare_private_dir() {
+  local dir=$1
+  [[ ! -L $dir ]] || die "$dir is a symbolic link; refusing to use it as the agent's state dir"
+  mkdir -p "$(dirname "$dir")"
+  [[ -d $dir ]] || mkdir -m 0700 "$dir"
+  [[ -d $dir && ! -L $dir ]] || die "$dir is not a directory"
+  [[ $(stat -c '%u' "$dir") == "$(id -u)" ]] || die "$dir belongs to another user; refusing to use it"
+  chmod 0700 "$dir"
+}
+
 start_background_agent() {
-  local pid_file=$data_dir/run/agent.pid log_file=$data_dir/logs/agent.log pid
+  local state_dir pid_file log_file pid old_umask
+  state_dir=$(agent_state_dir)
+  pid_file=$state_dir/agent.pid log_file=$state_dir/agent.log
   [[ -x $project_dir/updater.sh ]] || die "$project_dir/updater.sh is missing; cannot start the agent (use --no-agent to skip)"
+  prepare_private_dir "$state_dir"
+  for file in "$pid_file" "$log_file"; do
+    [[ ! -L $file ]] || die "$file is a symbolic link; refusing to write through it"
+    [[ ! -e $file || -f $file ]] || die "$file is not a regular file"
+  done
   if [[ -f $pid_file ]]; then
     pid=$(<"$pid_file")
     if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
@@ -494,11 +525,15 @@ start_background_agent() {
       return 0
     fi
   fi
-  mkdir -p "$data_dir/run" "$data_dir/logs"
-  OPENTRACE_PROJECT_DIR=$project_dir OPENTRACE_DATA_DIR=$data_dir \
+  # The unit's umask, so the agent behaves the same with and without systemd.
+  old_umask=$(umask)
+  umask 0027
+  OPENTRACE_PROJECT_DIR=$project_dir OPENTRACE_DATA_DIR=$data_dir OPENTRACE_AGENT_STATE_DIR=$state_dir \
     OPENTRACE_BACKEND_URL=$backend_url OPENTRACE_AGENT_PRESET=compose \
     nohup setsid "$project_dir/updater.sh" >>"$log_file" 2>&1 </dev/null &
-  echo $! >"$pid_file"
+  umask "$old_umask"
+  printf '%s\n' "$!" >"$pid_file.tmp.$$"
+  mv -fT "$pid_file.tmp.$$" "$pid_file"
   log "systemd is not running here: started updater.sh in the background (pid $!, log $log_file)"
 }
 

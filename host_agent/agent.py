@@ -6,6 +6,7 @@ loops, waits and checks the stop flag; `once` is `recover()` + `process_once()` 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -13,10 +14,16 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 
+from contract import fetch as registry_fetch
+from contract import trigger as trigger_file
+from contract.files import BoundedRead
+from contract.registry import RegistryError
+from host_agent import state
 from host_agent.backend import BackendClient
 from host_agent.backup import apply_retention, backup_sets, create_backup
 from host_agent.clock import UTC
 from host_agent.config import AgentConfig
+from host_agent.dropbox import DropBox
 from host_agent.errors import AgentError, TriggerRejected
 from host_agent.heartbeat import Heartbeat
 from host_agent.journal import Journal
@@ -26,32 +33,41 @@ from host_agent.presets import make_preset
 from host_agent.reporter import Reporter
 from host_agent.runner import Runner
 from host_agent.steps import read_version
-from host_agent.trigger import Trigger, TriggerSwapped, read_trigger, run_id_hint
+from host_agent.trigger import RegistryMemory, Trigger, parse_trigger, run_id_hint
 from host_agent.watcher import Watcher
 
 logger = logging.getLogger("host_agent")
 FAILED_OUTCOMES = {"failed", "rolled_back"}
 
 
-def prepare_updates_dir(config: AgentConfig) -> None:
+def prepare_updates_dir(config: AgentConfig) -> set[int]:
     """`<DATA_DIR>/updates/` belongs to whoever owns the data dir, not to the agent.
 
     The backend writes triggers there as the app's user (in compose, the containers' uid
     10001). An agent running as root that created the folder as root would lock it out, and
-    every "Install update" would fail; so a folder the agent makes, or finds owned by another
-    user than the data dir, is given to the data dir's owner. Links are left alone.
+    every "Install update" would fail; so a folder the agent makes is given to the data dir's
+    owner, and so is one an older agent left owned by root. A link is left alone (the drop box
+    refuses it). Returns the uids an updates folder may belong to.
     """
     updates = config.updates_dir
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    if not updates.exists() and not updates.is_symlink():
-        updates.mkdir(mode=0o770)
-    if os.geteuid() != 0 or updates.is_symlink():
-        return
     owner = config.data_dir.stat()
-    current = updates.lstat()
-    if (current.st_uid, current.st_gid) != (owner.st_uid, owner.st_gid):
-        os.chown(updates, owner.st_uid, owner.st_gid, follow_symlinks=False)
-        logger.info("gave %s to uid %d, the data dir's owner", updates, owner.st_uid)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(updates, 0o770)
+    if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
+        # Ours (just made, or left by an older agent): chown the descriptor of what is there,
+        # never a path that may have been swapped since; a link is not opened at all.
+        try:
+            fd = os.open(updates, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return {os.geteuid(), owner.st_uid}
+        try:
+            if os.fstat(fd).st_uid == 0:
+                os.fchown(fd, owner.st_uid, owner.st_gid)
+                logger.info("gave %s to uid %d, the data dir's owner", updates, owner.st_uid)
+        finally:
+            os.close(fd)
+    return {os.geteuid(), owner.st_uid}
 
 
 class Agent:
@@ -65,8 +81,11 @@ class Agent:
         self.config = config
         self.stop = stop or threading.Event()
         self.now = now
-        prepare_updates_dir(config)
-        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        owners = prepare_updates_dir(config)
+        state.prepare(config.state_dir)
+        state.migrate_legacy(config.data_dir, config.state_dir)
+        self.dropbox = DropBox(config.updates_dir, owners)
+        self.registry = RegistryMemory(config.state_dir)
         self.backend = BackendClient(config.backend_url, config.secret)
         self.outbox = Outbox(config.state_dir / "outbox")
         self.reporter = Reporter(self.outbox, self.backend, now=now)
@@ -85,7 +104,7 @@ class Agent:
             now=now,
             after_database_restore=self.heartbeat.prompt,
         )
-        self.store = self.runner.store
+        self.claims = self.runner.claims
         self.process_lock = FileLock(config.state_dir / "agent.lock")
         self.run_lock = FileLock(config.state_dir / "run.lock")
         self.current_run: str | None = None
@@ -117,51 +136,75 @@ class Agent:
 
     def process_once(self) -> str | None:
         """Handle the pending trigger, if any: an outcome, "rejected", or None when there was none."""
-        if not self.store.pending():
+        if not self.dropbox.pending():
             return None
         with self.run_lock:
-            if not self.store.pending():
+            if not self.dropbox.pending():
                 return None
             try:
-                trigger = self._read_pending()
-                self.store.claim(trigger)
-            except TriggerRejected as exc:
-                self._reject(str(exc))
+                raw = self.dropbox.read()
+            except FileNotFoundError:
+                return None  # withdrawn by the backend (cancel, expiry)
+            except (trigger_file.TriggerError, OSError) as exc:
+                self._reject(str(exc), None, self._identity_now())
                 return "rejected"
-            except (FileNotFoundError, TriggerSwapped):
-                # Withdrawn by the backend (cancel, expiry) before we claimed it, or replaced.
+            try:
+                trigger = self._verify(raw)
+                self.claims.claim(trigger, raw.data)
+            except TriggerRejected as exc:
+                self._reject(str(exc), raw.data, raw.identity)
+                return "rejected"
+            # Claimed in our state first, then unlinked: the trigger runs at most once.
+            if not self.dropbox.remove(raw.identity):
+                logger.info("run %s: the trigger was withdrawn before it was taken", trigger.run_id)
+                self.claims.abandon(trigger.run_id)
                 return None
+            self.registry.accept(trigger.meta_version)
             self._run_started(trigger.run_id)
             try:
                 return self.runner.execute(trigger)
             finally:
                 self._run_ended()
 
-    def _read_pending(self) -> Trigger:
-        running_version = read_version(self.config.project_dir)
-        now = self.now()
+    def _identity_now(self) -> tuple[int, int] | None:
+        found = self.dropbox.identity()
+        return found[:2] if found else None
+
+    def _fetch_registry(self) -> bytes:
+        result = registry_fetch.fetch(self.config.registry_url)
+        if result.body is None:
+            raise RegistryError("the registry sent no document", permanent=False)
+        return result.body
+
+    def _verify(self, raw: BoundedRead) -> Trigger:
         try:
-            return read_trigger(
-                self.store.trigger,
+            return parse_trigger(
+                raw.data,
                 secret=self.config.secret,
                 registry_keys=self.config.registry_keys,
-                running_version=running_version,
-                now=now,
+                running_version=read_version(self.config.project_dir),
+                identity=raw.identity,
+                now=self.now(),
+                highest_meta_version=self.registry.highest(),
+                # With no keys pinned, what the registry offers, read by us, not the trigger's copy.
+                fetch_registry=None if self.config.registry_keys else self._fetch_registry,
             )
-        except (AgentError, FileNotFoundError):
+        except AgentError:
             raise
         except Exception as exc:
-            # Last resort: the file stays in place until rejected, so an exception escaping here
-            # would kill the agent again on every restart. Reject it, naming what went wrong.
+            # Last resort: an exception escaping here would kill the agent again on every
+            # restart. Reject it, naming what went wrong.
             logger.exception("unexpected error reading the trigger")
             raise TriggerRejected(
                 f"the trigger could not be read ({type(exc).__name__}: {str(exc)[:200]})"
             ) from exc
 
-    def _reject(self, reason: str) -> None:
-        run_id = run_id_hint(self.store.trigger)
-        reused = run_id is not None and self.store.was_used(run_id)
-        self.store.reject(reason, self.now())
+    def _reject(self, reason: str, data: bytes | None, identity: tuple[int, int] | None) -> None:
+        run_id = run_id_hint(data)
+        reused = run_id is not None and self.claims.was_used(run_id)
+        self.claims.reject(reason, data, self.now())
+        if identity is not None:
+            self.dropbox.remove(identity)
         logger.warning("trigger rejected: %s", reason)
         # A reused run id belongs to a run that already ended: never write into its history.
         if run_id is not None and not reused:
@@ -214,6 +257,7 @@ class Agent:
                 watcher.wait(1.0)
         finally:
             watcher.close()
+            self.dropbox.close()
             self.stop_background()
             self.reporter.flush(5.0)
             self.process_lock.release()
@@ -236,7 +280,7 @@ class Agent:
         return 1 if final in FAILED_OUTCOMES else 0
 
     def status(self) -> dict[str, object]:
-        journal = Journal(self.config.state_dir)
+        journal = Journal(self.config.state_dir, self.config.backups_dir)
         current, last = journal.load(), journal.last()
         try:
             FileLock(self.config.state_dir / "agent.lock").acquire().release()
@@ -250,7 +294,9 @@ class Agent:
             "preset": self.config.preset,
             "deployed_version": read_version(self.config.project_dir),
             "agent_running": agent_running,
-            "trigger_pending": self.store.pending(),
+            "state_dir": str(self.config.state_dir),
+            "journal_refused": journal.refused,
+            "trigger_pending": self.dropbox.pending(),
             "current_run": asdict(current) if current else None,
             "last_run": asdict(last) if last else None,
             "outbox_pending": self.outbox.pending_count(),

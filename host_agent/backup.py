@@ -37,7 +37,9 @@ MARGIN_BYTES = 128 * 1024 * 1024
 # Relative to the data dir; each is either backed up separately or must not be restored.
 # `tracking` is the tracking endpoint's spool: a restore must never rewind it to older
 # contents, or events acknowledged since the backup would be lost (docs/tracking.md).
-EXCLUDED = ("backups", "broker", "updates", "run", "celerybeat-schedule", "tracking")
+# "agent": the agent's state dir when it runs as the data dir's owner (SPEC §5); a restore
+# must never rewind its journal, outbox or claims.
+EXCLUDED = ("backups", "broker", "updates", "agent", "run", "celerybeat-schedule", "tracking")
 EMPTY_PUBLIC_SCHEMA = (
     b"DROP SCHEMA IF EXISTS public CASCADE;\nCREATE SCHEMA public;\nGRANT USAGE ON SCHEMA public TO PUBLIC;\n"
 )
@@ -231,6 +233,15 @@ def create_backup(
     partial = final.with_name(final.name + ".partial")
     check_free_space(tools, backups)
     partial.mkdir(parents=True)
+    exporter = tools.writer if tools.clickhouse and os.geteuid() == 0 else None
+    if exporter is not None:
+        # The web container (the data dir's owner) writes the ClickHouse export into the set;
+        # under the unit's UMask=0027 root's folders would shut it out (0750 root:root). It may
+        # pass through backups/ and the partial set (0711: no listing, no reading), and owns
+        # only clickhouse/. The set is closed to 0700 once the export is in.
+        for folder in (backups, partial):
+            if folder.stat().st_uid == os.geteuid():
+                os.chmod(folder, 0o711)  # noqa: S103 - search only: no listing, no reading
     manifest: dict[str, object] = {
         "format": FORMAT,
         "created_at": moment.isoformat().replace("+00:00", "Z"),
@@ -276,6 +287,8 @@ def create_backup(
             what="ClickHouse export",
         )
         log(f"clickhouse: {exported.strip()}")
+        if exporter is not None:
+            os.chmod(partial, 0o700)
 
     with tarfile.open(partial / "data.tar.gz", "w:gz") as archive:
         archived = _archive_data_dir(archive, tools.data_dir, _excluded(tools))

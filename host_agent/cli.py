@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--project-dir", help="the git checkout (OPENTRACE_PROJECT_DIR; default: cwd)")
     common.add_argument("--data-dir", help="data root (OPENTRACE_DATA_DIR; default: <project dir>/data)")
+    common.add_argument(
+        "--state-dir",
+        help="the agent's own state (OPENTRACE_AGENT_STATE_DIR; default /var/lib/opentrace-agent "
+        "for root, <data dir>/agent for the data dir's owner)",
+    )
+    common.add_argument("--registry-url", help="OPENTRACE_REGISTRY_URL (read when no keys are pinned)")
     common.add_argument("--backend-url", help="OPENTRACE_BACKEND_URL (default http://127.0.0.1:8000)")
     common.add_argument("--secret-file", help="file holding the agent secret (else OPENTRACE_AGENT_SECRET)")
     common.add_argument(
@@ -106,7 +112,11 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         return EXIT_REJECTED
 
     stop = threading.Event()
-    agent = Agent(config, stop=stop)
+    try:
+        agent = Agent(config, stop=stop)
+    except ConfigError as exc:  # a state dir or updates folder that is not safe to use
+        print(f"host_agent: configuration error: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
     if args.command == "status":
         asked = bool(args.preset or env.get("OPENTRACE_AGENT_PRESET"))
         print(json.dumps(describe(agent, asked), indent=2, sort_keys=True))

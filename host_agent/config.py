@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 
 from contract.keys import KeysError, parse_registry_keys
 from host_agent.errors import ConfigError
+from host_agent.state import default_state_dir
 
+DEFAULT_REGISTRY_URL = "https://version.429toomanyre.quest/version.json"
 PRESETS = ("compose", "local")
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
@@ -40,6 +42,9 @@ class AgentConfig:
     backup_retention: int = 5
     heartbeat_interval: float = 30.0
     container_data_dir: str = "/app/data"
+    # The agent's own state (SPEC §5); see host_agent/state.py for the default.
+    state_dir_override: Path | None = None
+    registry_url: str = DEFAULT_REGISTRY_URL
     # The environment given to the project's own commands (manage.py, pg_dump, docker).
     env: dict[str, str] = field(default_factory=dict)
 
@@ -49,7 +54,14 @@ class AgentConfig:
 
     @property
     def state_dir(self) -> Path:
-        """The agent's own state (journal, outbox, lock); never part of a backup or restore."""
+        """The agent's own state (journal, outbox, claims, locks), out of the app's reach."""
+        if self.state_dir_override is not None:
+            return self.state_dir_override
+        return default_state_dir(self.data_dir)
+
+    @property
+    def legacy_state_dir(self) -> Path:
+        """Where installs before issue 16 kept it: inside the app's data dir."""
         return self.updates_dir / "agent"
 
     @property
@@ -136,6 +148,23 @@ def load_config(
     if remote.startswith("-"):
         raise ConfigError(f"OPENTRACE_GIT_REMOTE / --remote: {remote!r} must not start with '-'")
 
+    state_raw = pick("state_dir", "OPENTRACE_AGENT_STATE_DIR")
+    state_dir = None
+    if state_raw:
+        state_dir = Path(state_raw)
+        if not state_dir.is_absolute():
+            raise ConfigError(
+                f"OPENTRACE_AGENT_STATE_DIR / --state-dir: {state_raw!r} is not an absolute path"
+            )
+
+    registry_url = (
+        pick("registry_url", "OPENTRACE_REGISTRY_URL")
+        or dotenv.get("OPENTRACE_REGISTRY_URL")
+        or DEFAULT_REGISTRY_URL
+    )
+    if urlsplit(registry_url).scheme not in {"http", "https"}:
+        raise ConfigError(f"OPENTRACE_REGISTRY_URL: {registry_url[:200]!r} is not an http(s) URL")
+
     secret_file = flags.get("secret_file")
     generated = data_dir / "secrets" / "agent_secret"
     if secret_file is not None:
@@ -194,4 +223,7 @@ def load_config(
         healthcheck_timeout=health_timeout,
         backup_retention=int(retention),
         env=child_env,
+        # Decided once: the data dir's owner may change (install.sh, the agent's own chown).
+        state_dir_override=state_dir or default_state_dir(data_dir),
+        registry_url=registry_url,
     )

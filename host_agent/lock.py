@@ -22,8 +22,11 @@ class FileLock:
         self.fd: int | None = None
 
     def acquire(self, *, blocking: bool = False) -> FileLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            # A link or a folder where the lock belongs: a clear refusal, not a crash loop.
+            raise LockHeld(f"{self.path} cannot be opened as a lock file ({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:

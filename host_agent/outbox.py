@@ -6,20 +6,54 @@ the last one on disk plus one, so seqs are per run, start at 1, and a crash can 
 reuse a delivered seq nor skip one (a torn last line was never sent and is dropped).
 Runs are delivered in the order they were created. A run whose events are all acknowledged
 and whose terminal `run` event is among them is removed.
+
+The outbox lives in the agent's state dir; still, what is read back is checked like any
+input (SPEC §5): a file name that is not `<digits>-<uuid>.jsonl` is ignored, an event that is
+not the contract's shape (kind, step and state names, a seq in order) ends the valid part of
+the file like a torn write, and every file is opened without following links.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract.events import TERMINAL_RUN_STATES
+from contract.events import EVENT_KINDS, RUN_STATES, STEP_NAMES, STEP_STATES, TERMINAL_RUN_STATES
 from contract.files import fsync_dir
-from host_agent.fsutil import write_private
+from host_agent.fsutil import read_private, write_private
+from host_agent.state import private_subdir
+
+_FILE = re.compile(r"[0-9]{20}-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl")
+_MAX_FILE = 64 * 1024 * 1024
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def valid_event(event: object, seq: int) -> bool:
+    """An event as `Reporter.event()` writes it, with the seq that must come next."""
+    if not isinstance(event, dict) or event.get("seq") != seq or event.get("kind") not in EVENT_KINDS:
+        return False
+    if not isinstance(event.get("at"), str):
+        return False
+    kind, step, state = event["kind"], event.get("step"), event.get("state")
+    if step is not None and step not in STEP_NAMES:
+        return False
+    if kind == "step" and (step is None or state not in STEP_STATES):
+        return False
+    if kind == "run" and state not in RUN_STATES:
+        return False
+    if kind == "log" and (
+        state is not None
+        or not isinstance(event.get("lines"), list)
+        or not all(isinstance(line, str) for line in event["lines"])
+    ):
+        return False
+    message = event.get("message")
+    return message is None or isinstance(message, str)
 
 
 @dataclass
@@ -44,9 +78,11 @@ class Outbox:
         self.dead_dir = directory / "dead"
         self._lock = threading.RLock()
         self._files: dict[str, Path] = {}
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_subdir(self.dir)
         for path in sorted(self.dir.glob("*.jsonl")):
-            self._files[path.stem.split("-", 1)[1]] = path
+            match = _FILE.fullmatch(path.name)
+            if match:
+                self._files[match.group(1)] = path
 
     def _acked_path(self, path: Path) -> Path:
         return path.with_suffix(".acked")
@@ -54,20 +90,23 @@ class Outbox:
     def _read(self, path: Path) -> list[dict[str, object]]:
         events: list[dict[str, object]] = []
         good = 0
-        data = path.read_bytes()
+        data = read_private(path, limit=_MAX_FILE) or b""
         for line in data.splitlines(keepends=True):
             try:
                 event = json.loads(line)
             except ValueError:
                 break  # a torn write from a crash: never sent, so it is safe to drop
-            if not line.endswith(b"\n"):
+            if not line.endswith(b"\n") or not valid_event(event, len(events) + 1):
                 break
             events.append(event)
             good += len(line)
         if good != len(data):
-            with open(path, "r+b") as handle:
-                handle.truncate(good)
-                os.fsync(handle.fileno())
+            fd = os.open(path, os.O_WRONLY | _NOFOLLOW)
+            try:
+                os.ftruncate(fd, good)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         return events
 
     def _run(self, run_id: str) -> RunOutbox | None:
@@ -75,8 +114,9 @@ class Outbox:
         if path is None or not path.exists():
             return None
         try:
-            acked = int(self._acked_path(path).read_text().strip() or 0)
-        except FileNotFoundError:
+            text = (read_private(self._acked_path(path), limit=64) or b"0").decode("ascii").strip()
+            acked = int(text or 0) if text.isdigit() else 0
+        except (OSError, UnicodeDecodeError):
             acked = 0
         return RunOutbox(run_id, path, self._read(path), acked)
 
@@ -92,7 +132,7 @@ class Outbox:
                 existing = self._run(run_id)
                 seq = (int(existing.events[-1]["seq"]) + 1) if existing and existing.events else 1  # type: ignore[call-overload]  # seq is an int: the outbox writes it
             record = {**event, "seq": seq}
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o600)
             try:
                 os.write(fd, json.dumps(record, ensure_ascii=False, sort_keys=True).encode() + b"\n")
                 os.fsync(fd)
@@ -139,11 +179,17 @@ class Outbox:
             run = self._run(run_id)
             if run is None:
                 return
-            self.dead_dir.mkdir(exist_ok=True)
+            private_subdir(self.dead_dir)
             dropped = [e for e in run.events if e["seq"] == seq]
-            with open(self.dead_dir / f"{run.path.stem}.jsonl", "a", encoding="utf-8") as handle:
+            dead = self.dead_dir / f"{run.path.stem}.jsonl"
+            fd = os.open(dead, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o600)
+            try:
                 for event in dropped:
-                    handle.write(json.dumps({"event": event, "reason": reason}, ensure_ascii=False) + "\n")
+                    line = json.dumps({"event": event, "reason": reason[:2000]}, ensure_ascii=False) + "\n"
+                    os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             self.ack(run_id, seq)
 
     def _remove(self, run: RunOutbox) -> None:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from contract.files import UnsafeFile, read_bounded
 from host_agent.backup import BackupTools
 from host_agent.config import AgentConfig
 from host_agent.engine import ContainerState, Engine, EngineError, project_name, split_image
@@ -102,12 +103,40 @@ class LocalPreset(Preset):
         return "; ".join(done)
 
     def supervisor_pid(self) -> int | None:
+        """The pid of `scripts/run_local.py` serving this checkout, or None.
+
+        The pid file is in the data dir, which the app can write: a pid is believed only when
+        it is our parent (the supervisor starts the agent under `make run`) or when /proc says
+        it is the supervisor of this project dir, run by the data dir's owner or by us.
+        Signals never go to a process the file merely names.
+        """
         try:
-            pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 0)
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            raw = read_bounded(self.pid_file, limit=64, what="the supervisor's pid file").data
+            pid = int(raw.decode("ascii").strip())
+        except (OSError, UnsafeFile, UnicodeDecodeError, ValueError):
             return None
-        return pid
+        if pid <= 1:
+            return None
+        if pid == os.getppid() or self._is_our_supervisor(pid):
+            return pid
+        return None
+
+    def _is_our_supervisor(self, pid: int) -> bool:
+        proc = Path("/proc") / str(pid)
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            status = (proc / "status").read_text(encoding="utf-8", errors="replace")
+            cwd = os.readlink(proc / "cwd")
+            owner = self.config.data_dir.stat().st_uid
+        except OSError:
+            return False
+        uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
+        uids = {int(u) for u in uid_line.split()[1:] if u.isdigit()}
+        if not uids or not uids <= {owner, os.geteuid()}:
+            return False
+        if not any(arg.endswith(b"scripts/run_local.py") for arg in argv[:3]):
+            return False
+        return Path(cwd) == self.config.project_dir
 
     def deploy(self, step: str) -> str:
         pid = self.supervisor_pid()

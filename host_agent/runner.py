@@ -25,7 +25,7 @@ from host_agent.journal import Journal, RunRecord
 from host_agent.presets import make_preset
 from host_agent.reporter import Reporter
 from host_agent.steps import STEP_FUNCTIONS, STEPS, StepContext, read_version, restore_checkout, rollback
-from host_agent.trigger import Trigger, TriggerStore
+from host_agent.trigger import ClaimStore, Trigger
 
 logger = logging.getLogger("host_agent.runner")
 # Fault injection for the crash tests: SIGKILL ourselves when this step is about to start.
@@ -49,8 +49,8 @@ class Runner:
         self.backend = backend
         self.stop = stop or threading.Event()
         self.now = now
-        self.journal = Journal(config.state_dir)
-        self.store = TriggerStore(config.updates_dir)
+        self.journal = Journal(config.state_dir, config.backups_dir)
+        self.claims = ClaimStore(config.state_dir)
         self.git = Git(config.git, config.project_dir, config.env)
 
     def _context(self, record: RunRecord, min_upgrade_from: str | None = None) -> StepContext:
@@ -182,7 +182,7 @@ class Runner:
         record.cause = None if outcome == "succeeded" else message
         self.reporter.event(record.run_id, "run", state=outcome, message=message)
         self.journal.finish(record)
-        self.store.finish(record.run_id)
+        self.claims.finish(record.run_id)
         return outcome
 
     def recover(self) -> str | None:
@@ -193,6 +193,11 @@ class Runner:
         step = record.step or "preflight"
         logger.warning("finishing run %s, interrupted at %s", record.run_id, step)
         ctx = self._context(record)
+        mismatch = self._from_commit_mismatch(record)
+        if mismatch:
+            # Never check out a commit only the journal names: end the run, touch nothing.
+            logger.error("run %s: %s", record.run_id, mismatch)
+            return self._finish(record, "failed", f"not recovered: {mismatch}")
         if all(s in record.steps_done for s in STEPS):
             # Every step had succeeded; only the final report was missing.
             return self._finish(record, "succeeded", f"{record.target_version} is running and healthy")
@@ -206,20 +211,34 @@ class Runner:
             self.reporter.event(record.run_id, "step", step=step, state="failed", message=cause)
         return self._end_failed(ctx, step, cause)
 
+    def _from_commit_mismatch(self, record: RunRecord) -> str | None:
+        """Why the journal's `from_commit` is not the release it says the run started from."""
+        if not record.from_commit:
+            return None
+        try:
+            found = self.git.show("rollback", record.from_commit, "VERSION").strip()
+        except StepFailed:
+            return f"the journal's from_commit {record.from_commit[:12]} is not a commit of this checkout"
+        if found != record.from_version:
+            return (
+                f"the journal's from_commit {record.from_commit[:12]} holds VERSION {found[:64]!r}, "
+                f"not {record.from_version!r}"
+            )
+        return None
+
     def recover_orphans(self) -> list[str]:
         """Claimed triggers with no journal: the agent died between claiming and starting them.
 
         They are never executed (a claimed trigger runs at most once); their runs end failed.
         """
         ended = []
-        for path in sorted(self.store.processing.glob("*.json")):
-            run_id = path.stem
+        for run_id in self.claims.orphans():
             self.reporter.event(
                 run_id,
                 "run",
                 state="failed",
                 message="the agent stopped before the run started; not executed",
             )
-            self.store.finish(run_id)
+            self.claims.finish(run_id)
             ended.append(run_id)
         return ended

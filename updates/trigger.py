@@ -2,9 +2,11 @@
 
 `<OPENTRACE_UPDATES_DIR>/trigger` is written only after the transaction that created the
 run commits, atomically (`contract.trigger.write`: a temp file in the same directory created
-with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0640, fsync, `os.replace`, fsync of the directory). The
-agent claims it by renaming it to `processing/<run_id>.json`; the backend withdraws it
-(cancel, expiry) by renaming it away too, so exactly one side wins. See docs/protocol.md.
+with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0640, fsync, `os.replace`, fsync of the directory),
+after an empty `issued/<run_id>` marker. The agent claims it by recording the claim in its
+own state dir and unlinking the trigger (it creates or renames nothing in the data dir, SPEC
+§5); the backend withdraws it (cancel, expiry) by renaming it aside. So a requested run whose
+trigger was issued and is gone was taken by the agent. See docs/protocol.md.
 
 A file boundary only: it knows no model (`build` reads the run it is given), and
 `updates.actions` decides when to write or withdraw.
@@ -29,7 +31,7 @@ from contract.events import TriggerFile
 from contract.trigger import TriggerError
 
 TRIGGER_NAME = trigger_file.NAME
-PROCESSING_DIR = "processing"
+ISSUED_DIR = "issued"
 
 
 def updates_dir() -> Path:
@@ -40,8 +42,9 @@ def trigger_path() -> Path:
     return updates_dir() / TRIGGER_NAME
 
 
-def processing_path(run_id: uuid.UUID | str) -> Path:
-    return updates_dir() / PROCESSING_DIR / f"{run_id}.json"
+def issued_path(run_id: uuid.UUID | str) -> Path:
+    """The backend's own note that it wrote this run's trigger (the agent never looks at it)."""
+    return updates_dir() / ISSUED_DIR / str(run_id)
 
 
 def build(run: Any) -> TriggerFile:
@@ -61,6 +64,11 @@ def build(run: Any) -> TriggerFile:
 
 
 def write(fields: Mapping[str, object]) -> Path:
+    run_id = fields.get("run_id")
+    if isinstance(run_id, str):
+        marker = issued_path(run_id)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
     return trigger_file.write(updates_dir(), fields)
 
 
@@ -80,14 +88,15 @@ def read(path: Path | None = None) -> dict[str, Any] | None:
 
 class Withdrawal(enum.Enum):
     WITHDRAWN = "withdrawn"  # the trigger held this run and we removed it: no agent will run it
-    CLAIMED = "claimed"  # an agent renamed it into processing/: too late
+    CLAIMED = "claimed"  # an agent took it (its claim is in the agent's own state): too late
     ABSENT = "absent"  # no trigger for this run (never written, or already removed)
 
 
 def withdraw(run_id: uuid.UUID | str) -> Withdrawal:
     """Remove the trigger if it still holds `run_id`, racing the agent's claim fairly.
 
-    Both sides *rename* the file; only one rename of the same file can succeed.
+    The agent unlinks the file it claimed, we rename it aside: only one of the two can
+    succeed on the same file.
     """
     run_id = str(run_id)
     directory = updates_dir()
@@ -100,7 +109,8 @@ def withdraw(run_id: uuid.UUID | str) -> Withdrawal:
             pass  # the agent got there first
         else:
             aside.unlink(missing_ok=True)
+            issued_path(run_id).unlink(missing_ok=True)
             return Withdrawal.WITHDRAWN
-    if processing_path(run_id).exists():
-        return Withdrawal.CLAIMED
+    if issued_path(run_id).exists():
+        return Withdrawal.CLAIMED  # issued and gone: only the agent removes it
     return Withdrawal.ABSENT

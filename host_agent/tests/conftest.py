@@ -9,6 +9,7 @@ records what the agent asked of it; its restart command copies `VERSION` to the 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -21,7 +22,7 @@ import time
 import uuid
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -79,9 +80,28 @@ class Project:
     data_dir: Path
     commits: dict[str, str]
 
+    # What the fake registry serves: set by a test, else the manifest of the pending trigger
+    # (the backend fetched it from the registry), like a registry that did not change since.
+    registry: bytes | None = None
+    last_manifest: bytes | None = None
+
     @property
     def updates(self) -> Path:
         return self.data_dir / "updates"
+
+    @property
+    def state_dir(self) -> Path:
+        """The agent's state: `<DATA_DIR>/agent`, as the tests run it as the data dir's owner."""
+        return self.data_dir / "agent"
+
+    def registry_document(self) -> bytes:
+        if self.registry is not None:
+            return self.registry
+        try:  # the agent asks while the trigger is still there
+            pending = json.loads((self.updates / "trigger").read_bytes())
+            return base64.b64decode(pending["manifest"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return self.last_manifest or b"{}"
 
     def manage_log(self) -> list[str]:
         path = self.data_dir / "manage.log"
@@ -224,6 +244,14 @@ def _handler(backend: FakeBackend) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(raw)
 
         def do_GET(self) -> None:
+            if self.path == "/version.json":
+                body = backend.project.registry_document()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return None
             if self.path != "/healthz" or backend.down:
                 return self._answer(503 if backend.down else 404, {})
             version = backend.project.served() if backend.project else "?"
@@ -279,7 +307,10 @@ def manifest_body(*versions: str, commit: dict[str, str] | None = None) -> bytes
         {"version": v, "git_tag": f"v{v}", **({"git_commit": commit[v]} if commit and v in commit else {})}
         for v in versions
     ]
-    return json.dumps({"schema": 1, "project": "opentrace", "meta_version": 1, "releases": releases}).encode()
+    expires = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    document = {"schema": 1, "project": "opentrace", "meta_version": 1, "expires": expires}
+    document["releases"] = releases
+    return json.dumps(document).encode()
 
 
 def sign(fields: dict) -> str:
@@ -307,6 +338,9 @@ def trigger_fields(
 def write_trigger(project: Project, fields: dict | bytes) -> str | None:
     project.updates.mkdir(parents=True, exist_ok=True)
     data = fields if isinstance(fields, bytes) else json.dumps(fields).encode()
+    if not isinstance(fields, bytes):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            project.last_manifest = base64.b64decode(fields["manifest"])
     tmp = project.updates / ".trigger.tmp"
     tmp.write_bytes(data)
     os.replace(tmp, project.updates / "trigger")
@@ -324,6 +358,8 @@ def agent_argv(
         str(project.data_dir),
         "--backend-url",
         backend.url,
+        "--registry-url",
+        f"{backend.url}/version.json",
         "--preset",
         "local",
         "--restart-command",

@@ -269,6 +269,8 @@ def run_compose(project, backend, env: dict[str, str]) -> subprocess.CompletedPr
         str(project.data_dir),
         "--backend-url",
         backend.url,
+        "--registry-url",
+        f"{backend.url}/version.json",
     ]
     return subprocess.run(
         argv, env=agent_env(**env), capture_output=True, text=True, timeout=120, check=False

@@ -105,6 +105,8 @@ def test_status_prints_the_agent_state_as_json(project, backend):
             str(project.data_dir),
             "--backend-url",
             backend.url,
+            "--registry-url",
+            f"{backend.url}/version.json",
         ],
         env=agent_env(),
         capture_output=True,

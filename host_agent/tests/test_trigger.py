@@ -12,7 +12,7 @@ from host_agent.tests.conftest import manifest_body, run_agent, sign, trigger_fi
 
 
 def rejection_reason(project) -> str:
-    reasons = sorted((project.updates / "rejected").glob("*.reason"))
+    reasons = sorted((project.state_dir / "rejected").glob("*.reason"))
     assert reasons, "the trigger was not moved to rejected/"
     return reasons[-1].read_text()
 
@@ -175,20 +175,17 @@ class TestPinnedKeys:
         assert_rejected(project, backend, done, "manifest: the signature by 'k1' does not verify", run_id)
 
 
-def test_a_trigger_replaced_between_verification_and_claim_is_not_run_under_the_old_id(project, tmp_path):
-    from host_agent.tests.conftest import SECRET
-    from host_agent.trigger import TriggerStore, TriggerSwapped, read_trigger
+def test_a_trigger_replaced_between_verification_and_claim_is_left_for_the_next_read(project):
+    from host_agent.dropbox import DropBox
 
-    store = TriggerStore(project.updates)
     write_trigger(project, trigger_fields("1.2.0"))
-    verified = read_trigger(store.trigger, secret=SECRET, registry_keys={}, running_version="1.1.5")
+    box = DropBox(project.updates, {os.geteuid()})
+    verified = box.read()
     newer = write_trigger(project, trigger_fields("1.2.0"))  # the backend withdrew and re-requested
 
-    with pytest.raises(TriggerSwapped):
-        store.claim(verified)
-
-    assert not (store.processing / f"{verified.run_id}.json").exists()
-    assert json.loads(store.trigger.read_text())["run_id"] == newer
+    assert box.remove(verified.identity) is False
+    assert json.loads((project.updates / "trigger").read_text())["run_id"] == newer
+    box.close()
 
 
 def _signed_with_manifest(manifest: bytes) -> dict:
@@ -211,14 +208,15 @@ def _signed_with_manifest(manifest: bytes) -> dict:
         ),
         pytest.param(
             lambda: _signed_with_manifest(b"[" * 50000),
-            "manifest: the document is not JSON (nested too deeply)",
+            # No keys pinned: the agent reads the registry (serving the same bytes), not the copy.
+            "the registry's document: the document is not JSON (nested too deeply)",
             id="deeply-nested-manifest",
         ),
         pytest.param(
             lambda: _signed_with_manifest(
                 json.dumps({"signed": base64.b64encode(b"not json").decode(), "signatures": []}).encode()
             ),
-            "manifest: the signed document is not JSON",
+            "the registry's document: the signed document is not JSON",
             id="envelope-whose-signed-part-is-not-json",
         ),
     ],

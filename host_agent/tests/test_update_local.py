@@ -31,7 +31,7 @@ def test_it_updates_and_reports_every_step_in_order(project, backend):
     assert project.served() == "1.2.0"
     assert "migrate --noinput" in project.manage_log()
     assert not (project.updates / "trigger").exists()
-    assert (project.updates / "done" / f"{run_id}.json").exists()
+    assert (project.state_dir / "done" / f"{run_id}.json").exists()
     backups = list((project.data_dir / "backups").iterdir())
     assert len(backups) == 1
     assert backups[0].name.endswith("-1.1.5")

@@ -15,6 +15,7 @@ Used by tests/containers/test_update_compose.py and bench/downtime_compose.py.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -26,6 +27,7 @@ import requests
 
 from tests.containers.stack import HealthRunner, Stack, copy_checkout
 from tests.e2e.conftest import AdminClient, add_release, free_port, git
+from tests.updates.registry_server import EXPIRES, envelope, new_key
 
 REGISTRY_PORT = 8765
 REGISTRY_DIR = "registry"  # in the data dir: /app/data/registry in the containers
@@ -59,6 +61,7 @@ class ComposeSite(AdminClient):
         self.healthcheck_timeout = healthcheck_timeout
         self.health_runner = HealthRunner(self.stack.project_name)
         self.meta_version = 0
+        self.signing_key = new_key("k1")
 
     @property
     def data_dir(self) -> Path:
@@ -69,8 +72,14 @@ class ComposeSite(AdminClient):
         """install.sh on the clone (v1.1.5), then log in as the admin it created."""
         self.health_runner.start()
         # Settings install.sh keeps as they are: where OpenTrace looks for releases.
+        # Signed documents: the agent (root, on the host) then verifies the trigger's copy with
+        # the pinned key; unsigned, it would fetch the registry itself, which is served inside
+        # the web container only (SPEC §5).
+        pinned = f"{self.signing_key.keyid}:{base64.b64encode(self.signing_key.public_raw).decode()}"
         (self.project_dir / ".env").write_text(
-            f"OPENTRACE_REGISTRY_URL=http://127.0.0.1:{REGISTRY_PORT}/version.json\n", encoding="utf-8"
+            f"OPENTRACE_REGISTRY_URL=http://127.0.0.1:{REGISTRY_PORT}/version.json\n"
+            f"OPENTRACE_REGISTRY_KEYS={pinned}\n",
+            encoding="utf-8",
         )
         password_file = self.root / "admin-password"
         password_file.write_text(ADMIN_PASSWORD + "\n", encoding="utf-8")
@@ -108,7 +117,7 @@ class ComposeSite(AdminClient):
 
     def logs(self) -> str:
         parts = []
-        agent_log = self.data_dir / "logs" / "agent.log"
+        agent_log = self.stack.agent_state / "agent.log"
         if agent_log.exists():
             parts.append("--- agent.log ---\n" + agent_log.read_text(errors="replace")[-8000:])
         web = self.stack.compose("logs", "--no-color", "--tail", "60", "web", check=False)
@@ -130,13 +139,14 @@ class ComposeSite(AdminClient):
             "schema": 1,
             "project": "opentrace",
             "meta_version": self.meta_version,
+            "expires": EXPIRES,
             "releases": [
                 {"version": version, "git_tag": f"v{version}", "git_commit": commit, "notes": "compose"}
             ],
         }
         folder = self.data_dir / REGISTRY_DIR
         folder.mkdir(mode=0o755, exist_ok=True)
-        (folder / "version.json").write_text(json.dumps(document), encoding="utf-8")
+        (folder / "version.json").write_bytes(envelope(json.dumps(document).encode(), self.signing_key))
         (folder / "version.json").chmod(0o644)
         script = (
             f"python -m http.server {REGISTRY_PORT} --bind 127.0.0.1 --directory /app/data/{REGISTRY_DIR}"
@@ -204,6 +214,6 @@ class ComposeSite(AdminClient):
         return None
 
     def agent_pid(self) -> int:
-        pid = int((self.data_dir / "run" / "agent.pid").read_text().strip())
+        pid = int((self.stack.agent_state / "agent.pid").read_text().strip())
         os.kill(pid, 0)
         return pid

@@ -106,6 +106,11 @@ class Stack:
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
+    def agent_state(self) -> Path:
+        """The agent's state dir (as root its default would be the host's /var/lib/opentrace-agent)."""
+        return self.project_dir.parent / "agent-state"
+
+    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
@@ -117,6 +122,7 @@ class Stack:
             and key not in {"DATABASE_URL", "CELERY_BROKER_URL"}
         }
         environ["COMPOSE_PROJECT_NAME"] = self.project_name
+        environ["OPENTRACE_AGENT_STATE_DIR"] = str(self.agent_state)
         environ.update(extra)
         return environ
 

@@ -114,7 +114,7 @@ def test_the_app_runs_unprivileged_and_cannot_change_its_code(installed):
 
 
 def test_the_agent_was_started(installed):
-    pid_file = installed.project_dir / "data" / "run" / "agent.pid"
+    pid_file = installed.agent_state / "agent.pid"
     pid = int(pid_file.read_text())
     os.kill(pid, 0)  # still running
 
@@ -122,7 +122,7 @@ def test_the_agent_was_started(installed):
 def test_a_second_install_changes_nothing(installed):
     env_before = (installed.project_dir / ".env").read_bytes()
     containers_before = installed.container_ids()
-    agent_before = (installed.project_dir / "data" / "run" / "agent.pid").read_text()
+    agent_before = (installed.agent_state / "agent.pid").read_text()
 
     started = time.monotonic()
     result = installed.install("--admin-user", "ops")
@@ -131,7 +131,7 @@ def test_a_second_install_changes_nothing(installed):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert (installed.project_dir / ".env").read_bytes() == env_before
     assert installed.container_ids() == containers_before  # nothing recreated
-    assert (installed.project_dir / "data" / "run" / "agent.pid").read_text() == agent_before
+    assert (installed.agent_state / "agent.pid").read_text() == agent_before
     assert "exists; its password is unchanged" in result.stdout
     assert installed.healthz()[0] == 200
 

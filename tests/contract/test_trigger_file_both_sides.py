@@ -99,5 +99,5 @@ def test_what_is_not_a_trigger_is_refused_on_both_sides(shared, project, backend
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert not os.path.lexists(shared)
-    assert sorted((project.updates / "rejected").glob("*.reason"))
+    assert sorted((project.state_dir / "rejected").glob("*.reason"))
     assert project.manage_log() == []

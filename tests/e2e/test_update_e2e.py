@@ -98,6 +98,6 @@ def test_an_agent_killed_after_deploy_rolls_the_run_back_when_it_restarts(make_s
     assert_events_complete(site, run_id)
     assert_data_intact(site)
     # Claimed once, finished once: nothing is left that could run it again.
-    assert (site.data_dir / "updates" / "done" / f"{run_id}.json").exists()
+    assert (site.data_dir / "agent" / "done" / f"{run_id}.json").exists()  # the agent's state dir
     assert not (site.data_dir / "updates" / "trigger").exists()
     assert [s["state"] for s in run["steps"] if s["name"] == "rollback"] == ["succeeded"]

@@ -170,6 +170,10 @@ class Sandbox:
     def env_file(self) -> Path:
         return self.project / ".env"
 
+    @property
+    def agent_state(self) -> Path:
+        return self.root / "agent-state"
+
     def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         environ = {
             "PATH": str(self.bin),
@@ -179,6 +183,8 @@ class Sandbox:
             "OPENTRACE_SYSTEMD_UNIT_DIR": str(self.unit_dir),
             "OPENTRACE_SYSTEMD_RUNTIME_DIR": str(self.systemd_runtime),
             "OPENTRACE_INSTALL_POLL": "0.2",
+            # The agent's state dir (root's default is /var/lib/opentrace-agent).
+            "OPENTRACE_AGENT_STATE_DIR": str(self.agent_state),
             # The agent's Python with the Docker SDK (requirements-dev): no venv, no pip.
             "OPENTRACE_AGENT_HOST_PYTHON": sys.executable,
             **(env or {}),

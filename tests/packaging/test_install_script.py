@@ -138,6 +138,9 @@ def test_the_agent_unit_points_at_the_install_directory(first_install):
     assert f"WorkingDirectory={box.project}\n" in unit
     assert f"ExecStart={box.project}/updater.sh run\n" in unit
     assert f"EnvironmentFile=-{box.project}/.env\n" in unit
+    assert "@DATA_DIR@" not in unit
+    assert f"ReadWritePaths={box.project} {box.project}/data\n" in unit
+    assert f"Environment=OPENTRACE_DATA_DIR={box.project}/data\n" in unit
     assert stat.S_IMODE((box.unit_dir / UNIT).stat().st_mode) == 0o644
 
 
@@ -313,8 +316,11 @@ def test_without_systemd_the_agent_starts_in_the_background_once(sandbox):
     result = install(sandbox)
     assert result.returncode == 0, result.stderr
     assert not [call for call in sandbox.calls() if call[0] == "systemctl"]
-    pid = int((sandbox.project / "data" / "run" / "agent.pid").read_text())
+    pid = int((sandbox.agent_state / "agent.pid").read_text())
     os.kill(pid, 0)  # alive
+    assert stat.S_IMODE(sandbox.agent_state.stat().st_mode) == 0o700
+    assert not (sandbox.project / "data" / "run").exists()
+    assert not (sandbox.project / "data" / "logs").exists()
     agent_env = _wait_for(sandbox.project / "data" / "agent-env")
     assert f"OPENTRACE_PROJECT_DIR={sandbox.project}" in agent_env
     assert f"OPENTRACE_BACKEND_URL=http://127.0.0.1:{sandbox.health.port}" in agent_env
@@ -323,7 +329,26 @@ def test_without_systemd_the_agent_starts_in_the_background_once(sandbox):
     second = install(sandbox)
     assert second.returncode == 0, second.stderr
     assert f"agent already running (pid {pid})" in second.stdout
-    assert int((sandbox.project / "data" / "run" / "agent.pid").read_text()) == pid
+    assert int((sandbox.agent_state / "agent.pid").read_text()) == pid
+
+
+@pytest.mark.parametrize("planted", ["state dir", "pid file", "log file"])
+def test_without_systemd_a_link_planted_for_the_agents_pid_or_log_is_refused(sandbox, tmp_path, planted):
+    sandbox.set("compose-v2")
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    if planted == "state dir":
+        sandbox.agent_state.symlink_to(tmp_path, target_is_directory=True)
+    else:
+        sandbox.agent_state.mkdir(mode=0o700)
+        name = "agent.pid" if planted == "pid file" else "agent.log"
+        (sandbox.agent_state / name).symlink_to(victim)
+
+    result = install(sandbox)
+
+    assert result.returncode == 1
+    assert "symbolic link" in result.stderr
+    assert victim.read_text() == "root's file\n"
 
 
 def test_an_agent_python_without_the_agents_requirements_stops_the_install_before_anything_changes(sandbox):

@@ -23,10 +23,8 @@ pytestmark = pytest.mark.django_db
 
 
 def claim(run: UpdateRun) -> None:
-    """What the agent does with a trigger it takes."""
-    claimed = trigger.processing_path(run.pk)
-    claimed.parent.mkdir(parents=True, exist_ok=True)
-    trigger.trigger_path().rename(claimed)
+    """What the agent does with a trigger it takes: its claim goes to its own state, the file is unlinked."""
+    trigger.trigger_path().unlink()
 
 
 # --- request_install: what it makes ----------------------------------------------------------
@@ -228,7 +226,7 @@ def test_a_claimed_run_cannot_be_cancelled(waiting, superuser):
         actions.cancel_run(waiting, by=superuser)
     waiting.refresh_from_db()
     assert waiting.status == "requested"
-    assert trigger.processing_path(waiting.pk).exists()
+    assert not trigger.trigger_path().exists()
     assert LogEntry.objects.count() == 0
 
 
@@ -275,7 +273,7 @@ def test_a_claimed_run_does_not_expire(waiting):
     assert actions.expire_run(waiting.pk) is False
     waiting.refresh_from_db()
     assert waiting.status == "requested"
-    assert trigger.processing_path(waiting.pk).exists()
+    assert not trigger.trigger_path().exists()
 
 
 def test_expire_leaves_a_trigger_that_holds_another_run_alone():

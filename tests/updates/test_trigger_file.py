@@ -69,7 +69,7 @@ def test_the_file_is_mode_0640_regular_single_link_and_small(written):
 
 
 def test_no_temporary_files_are_left_behind(written):
-    assert sorted(p.name for p in trigger.updates_dir().iterdir()) == ["trigger"]
+    assert sorted(p.name for p in trigger.updates_dir().iterdir()) == ["issued", "trigger"]
 
 
 def test_the_agents_own_reader_accepts_it(written):
