@@ -41,6 +41,7 @@ class Trigger:
     manifest: bytes
     min_upgrade_from: str | None
     identity: tuple[int, int]  # (st_dev, st_ino) of the file that was verified
+    downtime: bool = False  # the registry entry says its migrations are not backward compatible
 
 
 def parse_trigger(
@@ -81,6 +82,7 @@ def parse_trigger(
         manifest=fields.manifest,
         min_upgrade_from=release.min_upgrade_from,
         identity=identity,
+        downtime=release.downtime,
     )
 
 
