@@ -24,7 +24,7 @@ from bench import common
 
 DB = "ot_bench_history"
 SMALL = 100
-STEPS = ("preflight", "backup", "fetch", "build", "deploy", "migrate", "healthcheck")
+STEPS = ("preflight", "backup", "fetch", "build", "migrate", "deploy", "healthcheck")
 
 RUNS_SQL = """
 INSERT INTO updates_updaterun (

@@ -34,6 +34,8 @@ GIT_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]{0,127}")
 GIT_COMMIT = re.compile(r"[0-9a-fA-F]{40}")
 _MAX_NOTES = 64 * 1024
 _MAX_VERSION = 64
+_MAX_DOWNTIME_SECONDS = 7 * 24 * 3600
+_MAX_REASON = 1000
 _UTC = timezone.utc
 _ISO_8601 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})"
@@ -87,6 +89,9 @@ class Release:
     downtime: bool = False  # its migrations are not backward compatible (SPEC §7)
     withdrawn: bool = False
     rollout: int = 100  # percentage of installs it is offered to
+    # Beyond SPEC §4.1's list, for the confirmation page (SPEC §7: the admin is told first):
+    downtime_seconds: int | None = None  # how long the declared downtime is expected to last
+    irreversible: str | None = None  # why a rollback of it would restore the backup
 
     @property
     def parsed_version(self) -> Version:
@@ -113,6 +118,8 @@ class Release:
             downtime=bool(data.get("downtime", False)),
             withdrawn=bool(data.get("withdrawn", False)),
             rollout=int(data.get("rollout", 100)),
+            downtime_seconds=data.get("downtime_seconds"),
+            irreversible=data.get("irreversible"),
         )
 
 
@@ -248,6 +255,18 @@ def _release(entry: object, position: str, warnings: list[str]) -> Release | Non
         rollout = 100
     if not isinstance(rollout, int) or isinstance(rollout, bool) or not 0 <= rollout <= 100:
         return bad("rollout")
+    downtime_seconds = entry.get("downtime_seconds")
+    if downtime_seconds is not None and (
+        not isinstance(downtime_seconds, int)
+        or isinstance(downtime_seconds, bool)
+        or not 0 < downtime_seconds <= _MAX_DOWNTIME_SECONDS
+    ):
+        return bad("downtime_seconds")
+    irreversible = entry.get("irreversible")
+    if irreversible is not None and (
+        not isinstance(irreversible, str) or not irreversible.strip() or len(irreversible) > _MAX_REASON
+    ):
+        return bad("irreversible")
     return Release(
         version=text,
         channel=channel,
@@ -260,6 +279,8 @@ def _release(entry: object, position: str, warnings: list[str]) -> Release | Non
         downtime=downtime,
         withdrawn=withdrawn,
         rollout=rollout,
+        downtime_seconds=downtime_seconds,
+        irreversible=" ".join(irreversible.split()) if irreversible else None,
     )
 
 

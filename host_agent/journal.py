@@ -45,6 +45,8 @@ class RunRecord:
     deploy_started: bool = False
     migrate_started: bool = False
     backup_dir: str | None = None
+    # `manage.py migrate_all --state` before `migrate` (SPEC §7): what a rollback reverts to.
+    migration_state: str | None = None
     requirements_changed: bool = False
     outcome: str | None = None
     cause: str | None = None

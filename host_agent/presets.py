@@ -34,7 +34,14 @@ class Preset:
         self.config = config
         self.log = log
 
-    def sh(self, step: str, argv: list[str], timeout: float = 1800, show_output: bool = True) -> list[str]:
+    def sh(
+        self,
+        step: str,
+        argv: list[str],
+        timeout: float = 1800,
+        show_output: bool = True,
+        stdin: bytes | None = None,
+    ) -> list[str]:
         return run_command(
             step,
             argv,
@@ -43,7 +50,34 @@ class Preset:
             log=self.log,
             timeout=timeout,
             show_output=show_output,
+            stdin=stdin,
         )
+
+    def manage_argv(self, args: list[str]) -> list[str]:
+        """`manage.py <args>` run with the new release's code (once `fetch` and `build` are done)."""
+        raise NotImplementedError
+
+    def manage(
+        self, step: str, args: list[str], *, stdin: bytes | None = None, timeout: float = 1800
+    ) -> list[str]:
+        return self.sh(step, self.manage_argv(args), timeout=timeout, stdin=stdin)
+
+    # --- migrations, with the new release's code (SPEC §7, §9) ------------------------------
+
+    def check_migrations(self, step: str) -> str:
+        """Its migrations are backward compatible: django-migration-linter, then ClickHouse's lint."""
+        self.manage(step, ["lintmigrations", "--unapplied-migrations", "--quiet", "ok", "ignore"])
+        self.manage(step, ["clickhouse_migrate", "lint"])
+        return "its Django and ClickHouse migrations pass the backward-compatibility checks"
+
+    def migration_state(self, step: str) -> str:
+        """`migrate_all --state`: the JSON line of what both databases have applied."""
+        lines = self.manage(step, ["migrate_all", "--state"])
+        return lines[-1] if lines else ""
+
+    def revert_migrations(self, step: str, state: str) -> list[str]:
+        """`migrate_all --revert-to -` with the saved state on stdin; its report lines."""
+        return self.manage(step, ["migrate_all", "--revert-to", "-"], stdin=state.encode("utf-8"))
 
     def preflight(self, step: str) -> str | None:
         """What this preset needs before anything is touched; a short report, or None."""
@@ -153,11 +187,16 @@ class LocalPreset(Preset):
             "OPENTRACE_AGENT_RESTART_COMMAND is not set",
         )
 
+    def manage_argv(self, args: list[str]) -> list[str]:
+        # The checkout on disk is the new release from `fetch` on; the old processes keep
+        # the code they loaded.
+        return [self.config.python, "manage.py", *args]
+
     def migrate(self, step: str) -> str:
         if list(self.config.project_dir.glob("*/management/commands/migrate_all.py")):
-            self.sh(step, [self.config.python, "manage.py", "migrate_all"])
+            self.manage(step, ["migrate_all"])
             return "manage.py migrate_all done"
-        self.sh(step, [self.config.python, "manage.py", "migrate", "--noinput"])
+        self.manage(step, ["migrate", "--noinput"])
         return "manage.py migrate done (this release has no migrate_all)"
 
     def redeploy_previous(self, step: str, requirements_changed: bool) -> str:
@@ -353,9 +392,14 @@ class ComposePreset(Preset):
             raise StepFailed(step, f"containers not healthy: {'; '.join(failed)}")
         return f"{len(states)} containers running, none unhealthy"
 
+    def manage_argv(self, args: list[str]) -> list[str]:
+        # A one-off container of the newly built image: `migrate` runs before `deploy`, while
+        # the running web container still holds the old code.
+        return [*self.compose(), "run", "--rm", "--no-deps", "-T", WEB_SERVICE, "python", "manage.py", *args]
+
     def migrate(self, step: str) -> str:
-        self.sh(step, [*self.compose(), "exec", "-T", WEB_SERVICE, "python", "manage.py", "migrate_all"])
-        return "manage.py migrate_all done in the web container"
+        self.manage(step, ["migrate_all"])
+        return "manage.py migrate_all done in a container of the new image"
 
     def undo_build(self, step: str, requirements_changed: bool) -> None:
         # The build may have moved the tags the containers are created from: point them back

@@ -1,7 +1,7 @@
 """Driving one run: claim, journal, steps in order, rollback, the terminal event (SPEC §7, §8).
 
 The journal is saved before each step starts, so a crash at any point leaves a record that
-`recover()` finishes on the next start: rolled back when `deploy` had started, failed
+`recover()` finishes on the next start: rolled back when `migrate` had started, failed
 otherwise. A stop request (SIGTERM) is honoured between steps, never inside one, and ends
 the run the same way.
 """
@@ -53,7 +53,9 @@ class Runner:
         self.claims = ClaimStore(config.state_dir)
         self.git = Git(config.git, config.project_dir, config.env)
 
-    def _context(self, record: RunRecord, min_upgrade_from: str | None = None) -> StepContext:
+    def _context(
+        self, record: RunRecord, min_upgrade_from: str | None = None, downtime: bool = False
+    ) -> StepContext:
         def log(step: str, lines: list[str]) -> None:
             self.reporter.log(record.run_id, step, lines)
 
@@ -66,6 +68,7 @@ class Runner:
             backend=self.backend,
             log=log,
             min_upgrade_from=min_upgrade_from,
+            downtime=downtime,
             restoring_database=lambda: self._restoring_database(record.run_id),
         )
 
@@ -112,7 +115,7 @@ class Runner:
             message=f"updating {record.from_version} → {record.target_version}"
             f" (requested by {trigger.requested_by})",
         )
-        ctx = self._context(record, trigger.min_upgrade_from)
+        ctx = self._context(record, trigger.min_upgrade_from, trigger.downtime)
         failure: StepFailed | None = early
         for step in STEPS:
             if failure is not None:
@@ -148,7 +151,7 @@ class Runner:
 
     def _end_failed(self, ctx: StepContext, step: str, cause: str) -> str:
         record = ctx.record
-        if record.deploy_started:
+        if record.migrate_started or record.deploy_started:
             record.step = "rollback"
             self.journal.save(record)
             self.reporter.event(record.run_id, "step", step="rollback", state="started", message=cause)

@@ -21,6 +21,7 @@ def run_command(
     log: LogSink,
     timeout: float = 1800,
     show_output: bool = True,
+    stdin: bytes | None = None,
 ) -> list[str]:
     log(step, [f"$ {' '.join(argv)}"])
     try:
@@ -28,7 +29,8 @@ def run_command(
             argv,
             cwd=cwd,
             env=env,
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             timeout=timeout,

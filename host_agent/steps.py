@@ -5,6 +5,7 @@ Each step takes the `StepContext` and returns a short message, or raises `StepFa
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract import events
 from contract.events import StepName
 from contract.registry import parse_version
 from host_agent.backend import BackendClient
@@ -29,10 +31,11 @@ from host_agent.git import Git
 from host_agent.journal import Journal, RunRecord
 from host_agent.presets import Preset
 
-# The names are the contract's (contract.events.STEPS); the order is still the agent's own:
-# SPEC §7 runs `migrate` before `deploy`, which needs backward-compatible migrations and a
-# deploy beside the old release. Until the zero-downtime issue brings both, `deploy` comes first.
-STEPS: tuple[StepName, ...] = ("preflight", "backup", "fetch", "build", "deploy", "migrate", "healthcheck")
+# SPEC §7: `migrate` runs while the old release still serves, so the release's migrations
+# must be backward compatible with it; `build` checks that before anything in the databases
+# changes (unless the registry entry declares downtime), and saves the state a rollback
+# reverts to.
+STEPS: tuple[StepName, ...] = events.STEPS
 MIN_FREE_BYTES = 256 * 1024 * 1024
 
 
@@ -46,6 +49,7 @@ class StepContext:
     backend: BackendClient
     log: Callable[[str, list[str]], None]
     min_upgrade_from: str | None = None
+    downtime: bool = False  # the registry entry declares downtime: its migrations are not checked
     # Wraps a database restore: the backend loses the events it stored since the backup.
     restoring_database: Callable[[], AbstractContextManager[None]] = nullcontext
     sleep: Callable[[float], None] = time.sleep
@@ -149,7 +153,41 @@ def _file_at(git: Git, ref: str, path: str) -> str | None:
 
 
 def build(ctx: StepContext) -> str:
-    return ctx.preset.build("build", ctx.record.requirements_changed)
+    done = [ctx.preset.build("build", ctx.record.requirements_changed)]
+    done.append(check_migrations(ctx))
+    done.append(save_migration_state(ctx))
+    return "; ".join(done)
+
+
+def check_migrations(ctx: StepContext) -> str:
+    """Refuse, before the databases change, migrations the running release cannot live with."""
+    if ctx.downtime:
+        return (
+            "the registry entry declares downtime: its migrations are not checked for backward compatibility"
+        )
+    try:
+        return ctx.preset.check_migrations("build")
+    except StepFailed as exc:
+        raise StepFailed(
+            "build",
+            f"refused: {ctx.record.target_version}'s migrations are not backward compatible with the "
+            f"running {ctx.record.from_version} and its registry entry does not declare downtime; "
+            f"nothing was migrated ({exc.message})",
+        ) from None
+
+
+def save_migration_state(ctx: StepContext) -> str:
+    """`migrate_all --state` before `migrate`: what a rollback reverts to (SPEC §7)."""
+    state = ctx.preset.migration_state("build")
+    try:
+        parsed = json.loads(state)
+    except ValueError:
+        parsed = None
+    if not (isinstance(parsed, dict) and set(parsed) == {"django", "clickhouse"}):
+        raise StepFailed("build", f"`migrate_all --state` printed no migration state: {state[:200]!r}")
+    ctx.record.migration_state = state
+    ctx.journal.save(ctx.record)
+    return "migration state saved"
 
 
 def deploy(ctx: StepContext) -> str:
@@ -205,12 +243,39 @@ def restore_checkout(ctx: StepContext, step: str) -> None:
         ctx.git.checkout(step, record.from_commit)
 
 
+def revert_migrations(ctx: StepContext) -> str | None:
+    """Undo the run's migrations with the new release's code; None when only a restore can.
+
+    A migration that cannot be undone (`migrate_all --revert-to` exits 1 naming it, having
+    changed nothing), a revert that fails, or a run with no saved state leaves the backup.
+    """
+    state = ctx.record.migration_state
+    if not state:
+        ctx.log("rollback", ["no migration state was saved before `migrate`: the backup is restored"])
+        return None
+    try:
+        lines = ctx.preset.revert_migrations("rollback", state)
+    except StepFailed as exc:
+        ctx.log(
+            "rollback", [f"the migrations could not be reverted, so the backup is restored: {exc.message}"]
+        )
+        return None
+    reverted = [
+        line.strip() for line in lines if line.startswith(("ClickHouse: reverted", "Django: reverted"))
+    ]
+    return "migrations reverted (" + "; ".join(reverted or ["nothing to revert"]) + ")"
+
+
 def rollback(ctx: StepContext) -> str:
-    """Previous commit checked out and redeployed; database restored when `migrate` had started."""
+    """Migrations reverted (or, for an irreversible one, the database restored), previous release back."""
     record = ctx.record
+    done: list[str] = []
+    reverted = revert_migrations(ctx) if record.migrate_started else None
+    if reverted:
+        done.append(reverted)
     restore_checkout(ctx, "rollback")
-    done = [f"checked out {record.from_commit[:12]}"]
-    if record.migrate_started:
+    done.append(f"checked out {record.from_commit[:12]}")
+    if record.migrate_started and not reverted:
         if not record.backup_dir:
             raise StepFailed("rollback", "migrate had started but the run has no backup to restore")
         tools = ctx.preset.backup_tools()
@@ -226,6 +291,11 @@ def rollback(ctx: StepContext) -> str:
             raise StepFailed("rollback", f"restoring the database failed: {exc}") from None
         ctx.log("rollback", lines)
         done.append(f"database restored from {directory.name}")
-    done.append(ctx.preset.redeploy_previous("rollback", record.requirements_changed))
+    if record.deploy_started or not reverted:
+        done.append(ctx.preset.redeploy_previous("rollback", record.requirements_changed))
+    else:
+        # Failed at `migrate`, reverted: the old release never stopped serving.
+        ctx.preset.undo_build("rollback", record.requirements_changed)
+        done.append(f"{record.from_version} kept serving")
     done.append(wait_healthy(ctx, "rollback", record.from_version, ctx.config.healthcheck_timeout))
     return "; ".join(done)

@@ -52,6 +52,7 @@ class Trigger:
     min_upgrade_from: str | None
     identity: tuple[int, int]  # (st_dev, st_ino) of the file that was verified
     meta_version: int | None = None  # of the document that offered it
+    downtime: bool = False  # the registry entry says its migrations are not backward compatible
 
 
 def parse_trigger(
@@ -111,6 +112,7 @@ def parse_trigger(
         min_upgrade_from=release.min_upgrade_from,
         identity=identity,
         meta_version=_meta_version(document),
+        downtime=release.downtime,
     )
 
 

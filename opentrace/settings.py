@@ -45,7 +45,17 @@ INSTALLED_APPS = [
     "updates",
     "smtpconfig",
     "tracking",
+    # `manage.py lintmigrations` (SPEC §9): the host agent refuses a release whose migrations
+    # old code cannot live with, unless its registry entry declares downtime.
+    "django_migration_linter",
 ]
+
+# Only OpenTrace's own apps: a Django upgrade's migrations of contrib apps are Django's to
+# keep compatible. No cache: the agent lints each release once, as root, in a fresh checkout.
+MIGRATION_LINTER_OPTIONS = {
+    "include_apps": ["opentrace", "updates", "smtpconfig", "tracking"],
+    "no_cache": True,
+}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

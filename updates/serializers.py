@@ -19,6 +19,7 @@ from typing import NotRequired, TypedDict
 from django.urls import reverse
 from django.utils import timezone
 
+from contract import events
 from updates.formatting import format_duration
 from updates.models import AgentHeartbeat, RunStatus, UpdateRun
 from updates.models.agents import AgentStatus
@@ -35,7 +36,7 @@ STATUS_RANK: dict[str, int] = {
 }
 STEP_RANK: dict[str, int] = {"started": 1, "succeeded": 2, "failed": 2, "skipped": 2}
 # The steps the agent runs, in order (SPEC §7, host_agent.steps.STEPS), for "step 3 of 7".
-STEP_ORDER = ("preflight", "backup", "fetch", "build", "deploy", "migrate", "healthcheck")
+STEP_ORDER = events.STEPS
 
 
 class StepProgress(TypedDict):

@@ -32,7 +32,7 @@ SECRET = "test-agent-secret-0123456789-abcdefghijklmnop"
 AGENT_ROOT = Path(__file__).resolve().parents[2]
 
 FAKE_MANAGE = r"""
-import os, sqlite3, sys, time
+import json, os, sqlite3, sys, time
 from pathlib import Path
 data = Path(os.environ["OPENTRACE_DATA_DIR"])
 cmd = sys.argv[1]
@@ -46,6 +46,30 @@ if os.environ.get("FAKE_PAUSE") == cmd:
         time.sleep(0.05)
 fail = os.environ.get("FAKE_FAIL", "")
 version = Path("VERSION").read_text().strip()
+if cmd == "migrate_all" and "--state" in sys.argv:
+    # The fake app's "migrations" are the rows of its schema table (SPEC §9's JSON shape).
+    db = sqlite3.connect(data / "opentrace.sqlite3")
+    found = db.execute("SELECT name FROM sqlite_master WHERE name = 'schema'").fetchall()
+    rows = db.execute("SELECT version FROM schema").fetchall() if found else []
+    print(json.dumps({"django": {"fake": [v for (v,) in rows]}, "clickhouse": []}))
+    sys.exit(0)
+if cmd == "migrate_all" and "--revert-to" in sys.argv:
+    keep = json.loads(sys.stdin.read())["django"].get("fake", [])
+    if os.environ.get("FAKE_IRREVERSIBLE") == version:
+        print(f"CommandError: Django migration fake.{version} is irreversible (RunPython); nothing reverted")
+        sys.exit(1)
+    db = sqlite3.connect(data / "opentrace.sqlite3")
+    gone = [v for (v,) in db.execute("SELECT version FROM schema") if v not in keep]
+    db.execute("DELETE FROM schema WHERE version NOT IN (%s)" % ",".join("?" * len(keep)), keep)
+    if not keep:
+        db.execute("DROP TABLE schema")
+    db.commit()
+    print("ClickHouse: reverted nothing to revert")
+    print("Django: reverted " + (", ".join("fake." + v for v in gone) or "nothing to revert"))
+    sys.exit(0)
+if cmd in ("lintmigrations", "clickhouse_migrate") and os.environ.get("FAKE_LINT_FAIL") == f"{cmd}:{version}":
+    print("(fake, 0002_remove_text)... ERR\n\tDROPPING columns (table: fake_note, column: text)")
+    sys.exit(1)
 if cmd in ("migrate_all", "migrate"):
     db = sqlite3.connect(data / "opentrace.sqlite3")
     db.execute("CREATE TABLE IF NOT EXISTS schema (version TEXT)")

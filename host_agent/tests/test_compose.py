@@ -76,11 +76,10 @@ FAKE_DOCKER = textwrap.dedent(
     elif args[:3] == ["exec", "-T", "postgres"] and "psql" in args[-1]:
         with open(os.path.join(data, "restored-from"), "wb") as out:
             out.write(sys.stdin.buffer.read())
-    elif args[:3] == ["exec", "-T", "web"] and "migrate_all" in args:
-        version = open("VERSION").read().strip()
-        if os.environ.get("FAKE_FAIL") == "migrate:" + version:
-            print("migration failed", file=sys.stderr)
-            sys.exit(1)
+    elif args[:5] == ["run", "--rm", "--no-deps", "-T", "web"] and args[5:7] == ["python", "manage.py"]:
+        # A one-off container of the image the web service names: the checkout's fake manage.py.
+        import subprocess
+        sys.exit(subprocess.run([sys.executable, "manage.py", *args[7:]]).returncode)
     """
 )
 
@@ -93,6 +92,13 @@ PSQL = [
     'exec psql -X -q -v ON_ERROR_STOP=1 --single-transaction -U "$POSTGRES_USER" -d "$POSTGRES_DB"',
 ]
 OLD_WEB = "sha256:" + "a1" * 32
+# manage.py in a one-off container of the new image (migrations run before `deploy`).
+NEW_CODE = [*COMPOSE, "run", "--rm", "--no-deps", "-T", "web", "python", "manage.py"]
+CHECKS = [
+    [*NEW_CODE, "lintmigrations", "--unapplied-migrations", "--quiet", "ok", "ignore"],
+    [*NEW_CODE, "clickhouse_migrate", "lint"],
+    [*NEW_CODE, "migrate_all", "--state"],
+]
 
 
 class FakeEngine:
@@ -298,8 +304,9 @@ def test_an_update_runs_the_documented_compose_commands(project, backend, fake_d
         PG_DUMP,
         [*COMPOSE, "config", "--format", "json"],
         [*COMPOSE, "build"],
+        *CHECKS,
+        [*NEW_CODE, "migrate_all"],
         [*COMPOSE, "up", "-d"],
-        [*COMPOSE, "exec", "-T", "web", "python", "manage.py", "migrate_all"],
     ]
     # The running image is kept under :rollback (by id, through the API) before the build.
     assert engine.tags == [(OLD_WEB, "opentrace/web:rollback")]
@@ -387,7 +394,9 @@ def test_an_unreachable_engine_fails_the_run_at_preflight(project, backend, fake
     assert [*COMPOSE, "build"] not in calls()
 
 
-def test_a_failed_migration_redeploys_the_previous_images_without_a_rebuild(project, backend, fake_docker):
+def test_a_failed_migration_is_reverted_with_the_new_image_and_the_old_containers_keep_serving(
+    project, backend, fake_docker
+):
     env, calls, engine = fake_docker
     run_id = write_trigger(project, trigger_fields("1.2.0"))
 
@@ -395,20 +404,42 @@ def test_a_failed_migration_redeploys_the_previous_images_without_a_rebuild(proj
 
     assert done.returncode == 1
     assert backend.final_state(run_id) == "rolled_back"
-    after_migrate = calls()[6:]
+    after_migrate = calls()[calls().index([*NEW_CODE, "migrate_all"]) + 1 :]
+    # Reverted in a container of the new image, then the tags point at the running images
+    # again; the old containers were never stopped, so nothing is recreated.
     assert after_migrate == [
-        PG_RESTORE,
-        PSQL,
+        [*NEW_CODE, "migrate_all", "--revert-to", "-"],
         [*COMPOSE, "config", "--format", "json"],
-        [*COMPOSE, "up", "-d"],
     ]
     assert engine.tags[-1] == (OLD_WEB, "opentrace/web:local")
     assert engine.image("opentrace/web:local") == OLD_WEB
     assert engine.read()["containers"]["web"]["image"] == OLD_WEB
     assert project.served() == "1.1.5"
+    assert not (project.data_dir / "restored-from").exists()
+
+
+def test_an_irreversible_migration_is_rolled_back_by_restoring_the_backup(project, backend, fake_docker):
+    env, calls, engine = fake_docker
+    run_id = write_trigger(project, trigger_fields("1.2.0"))
+
+    done = run_compose(project, backend, {**env, "FAKE_FAIL": "migrate:1.2.0", "FAKE_IRREVERSIBLE": "1.2.0"})
+
+    assert done.returncode == 1
+    assert backend.final_state(run_id) == "rolled_back"
+    after_migrate = calls()[calls().index([*NEW_CODE, "migrate_all"]) + 1 :]
+    assert after_migrate == [
+        [*NEW_CODE, "migrate_all", "--revert-to", "-"],
+        PG_RESTORE,
+        PSQL,
+        [*COMPOSE, "config", "--format", "json"],
+        [*COMPOSE, "up", "-d"],
+    ]
+    assert engine.image("opentrace/web:local") == OLD_WEB
+    assert project.served() == "1.1.5"
     restored = (project.data_dir / "restored-from").read_bytes()
     assert restored.startswith(b"DROP SCHEMA IF EXISTS public CASCADE;\n")
     assert restored.endswith(b"-- SQL of: PGDMP a dump of the 1.1.5 database")
+    assert "database restored" in " ".join(step_messages(backend, run_id, "rollback"))
 
 
 def test_a_container_that_exits_after_up_fails_the_deploy_and_is_rolled_back(project, backend, fake_docker):
@@ -420,7 +451,10 @@ def test_a_container_that_exits_after_up_fails_the_deploy_and_is_rolled_back(pro
     assert done.returncode == 1
     assert backend.final_state(run_id) == "rolled_back"
     assert "not running after `up -d`: worker" in " ".join(step_messages(backend, run_id, "deploy"))
-    assert [*COMPOSE, "exec", "-T", "web", "python", "manage.py", "migrate_all"] not in calls()
+    # `migrate` ran before `deploy`; the rollback reverted it with the new image first.
+    assert calls().index([*NEW_CODE, "migrate_all"]) < calls().index(
+        [*NEW_CODE, "migrate_all", "--revert-to", "-"]
+    )
     assert engine.image("opentrace/web:local") == OLD_WEB
     assert engine.read()["containers"]["worker"]["status"] == "running"
 

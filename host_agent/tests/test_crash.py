@@ -9,10 +9,10 @@ import pytest
 
 from host_agent.tests.conftest import run_agent, trigger_fields, write_trigger
 
-BEFORE_DEPLOY = ["claimed", "preflight", "backup", "fetch", "build"]
-# Killed as `deploy` starts: the journal says deploy began, and the agent cannot know how far
-# it got, so it takes the safe side and rolls back.
-AFTER_DEPLOY = ["deploy", "migrate", "healthcheck"]
+BEFORE_MIGRATE = ["claimed", "preflight", "backup", "fetch", "build"]
+# Killed as `migrate` starts: the journal says it began, and the agent cannot know how far it
+# got, so it takes the safe side and rolls back (reverting to the state saved before it).
+FROM_MIGRATE = ["migrate", "deploy", "healthcheck"]
 
 
 def assert_clean_history(backend, run_id: str) -> None:
@@ -22,8 +22,8 @@ def assert_clean_history(backend, run_id: str) -> None:
     assert len(terminal) == 1
 
 
-@pytest.mark.parametrize("boundary", BEFORE_DEPLOY)
-def test_a_kill_before_deploy_ends_the_run_failed_on_restart(project, backend, boundary):
+@pytest.mark.parametrize("boundary", BEFORE_MIGRATE)
+def test_a_kill_before_migrate_ends_the_run_failed_on_restart(project, backend, boundary):
     run_id = write_trigger(project, trigger_fields("1.2.0"))
 
     killed = run_agent(project, backend, OPENTRACE_AGENT_CRASH_AT=boundary)
@@ -35,14 +35,14 @@ def test_a_kill_before_deploy_ends_the_run_failed_on_restart(project, backend, b
     assert_clean_history(backend, run_id)
     assert project.head() == project.commits["1.1.5"]
     assert project.served() == "1.1.5"
-    assert not any(line.startswith("migrate") for line in project.manage_log())
+    assert not any(line.split()[0] == "migrate" for line in project.manage_log())
     # Nothing is left to run a second time.
     assert run_agent(project, backend).returncode == 0
     assert len(backend.run_events(run_id)) == len(backend.seqs(run_id))
 
 
-@pytest.mark.parametrize("boundary", AFTER_DEPLOY)
-def test_a_kill_after_deploy_rolls_back_on_restart(project, backend, boundary):
+@pytest.mark.parametrize("boundary", FROM_MIGRATE)
+def test_a_kill_from_migrate_on_rolls_back_on_restart(project, backend, boundary):
     run_id = write_trigger(project, trigger_fields("1.2.0"))
 
     assert run_agent(project, backend, OPENTRACE_AGENT_CRASH_AT=boundary).returncode == -signal.SIGKILL
@@ -66,4 +66,4 @@ def test_a_kill_after_the_last_step_completes_the_run_as_succeeded(project, back
     assert backend.final_state(run_id) == "succeeded"
     assert_clean_history(backend, run_id)
     assert project.served() == "1.2.0"
-    assert [line for line in project.manage_log() if line.startswith("migrate")] == ["migrate --noinput"]
+    assert [line for line in project.manage_log() if line.split()[0] == "migrate"] == ["migrate --noinput"]

@@ -81,7 +81,10 @@ def test_a_heartbeat_follows_the_database_restore_of_a_rollback(project, backend
     slow_restart = f'{sys.executable} -c "import time; time.sleep(1); {RESTART}"'
     run_id = write_trigger(project, trigger_fields("1.2.0"))
 
-    done = run_agent(project, backend, restart=slow_restart, FAKE_FAIL="migrate:1.2.0")
+    # Irreversible, so the rollback restores the database instead of reverting the migration.
+    done = run_agent(
+        project, backend, restart=slow_restart, FAKE_FAIL="migrate:1.2.0", FAKE_IRREVERSIBLE="1.2.0"
+    )
 
     assert done.returncode == 1, done.stderr
     assert backend.final_state(run_id) == "rolled_back"

@@ -154,7 +154,7 @@ def test_sigterm_lets_the_current_step_finish_then_ends_the_run(project, backend
 
     steps = [(e.get("step"), e.get("state")) for e in backend.run_events(run_id) if e["kind"] == "step"]
     assert ("deploy", "succeeded") in steps  # the step in progress completed
-    assert ("migrate", "started") not in steps  # and no further step began
+    assert ("healthcheck", "started") not in steps  # and no further step began
     assert backend.final_state(run_id) == "rolled_back"
     assert code == 1
     assert project.served() == "1.1.5"

@@ -8,6 +8,13 @@ Statements are templated with `string.Template` because its `${name}` syntax lea
 ClickHouse's own `{shard}`/`{replica}` macros alone: `${db}` is the database,
 `${on_cluster}` is ` ON CLUSTER '<name>'` in cluster mode (else empty) and `${replicated}`
 is the `Replicated` engine prefix in cluster mode (else empty). A literal `$` is written `$$`.
+
+A line `-- down` ends the forward statements and starts the ones that undo them (run, in
+file order, by `migrate_all --revert-to`); a file that cannot be undone says
+`-- irreversible: <reason>` instead (SPEC §9). The checksum of a file with a `-- down` part
+covers its forward part only — what `apply` ran — so a down part added to a released file
+(as 0001 and 0002 got theirs) or corrected later does not make an applied migration
+`changed`. A file without one is checksummed whole, as before down parts existed.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from opentrace.clickhouse.sql import Statement, split_statements
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent / "migrations"
 FILE_NAME = re.compile(r"^(?P<number>\d{4})_(?P<slug>[a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
 CONTRACT_MARKER = re.compile(r"^[ \t]*--[ \t]*opentrace:[ \t]*contract[ \t]*$", re.MULTILINE)
+DOWN_MARKER = re.compile(r"^[ \t]*--[ \t]*down[ \t]*$", re.MULTILINE)
+IRREVERSIBLE_MARKER = re.compile(r"^[ \t]*--[ \t]*irreversible:(?P<reason>.*)$", re.MULTILINE)
 PLACEHOLDERS = ("db", "on_cluster", "replicated")
 _PLAIN_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MAX_FILE_BYTES = 1024 * 1024
@@ -82,6 +91,11 @@ def checksum(raw: bytes) -> str:
     return hashlib.sha256(raw.replace(b"\r\n", b"\n")).hexdigest()
 
 
+def forward_checksum(forward: str) -> str:
+    """The checksum of a file's forward part: its text before `-- down`, as a file of its own."""
+    return checksum((forward.rstrip() + "\n").encode("utf-8"))
+
+
 @dataclass(frozen=True)
 class Migration:
     number: int
@@ -90,6 +104,24 @@ class Migration:
     checksum: str
     statements: tuple[Statement, ...]
     contract: bool  # marked `-- opentrace: contract`: destructive statements are intended
+    down: tuple[Statement, ...] = ()  # the statements after `-- down`, which undo `statements`
+    has_down: bool = False  # the file has a `-- down` line (a down part may hold no statement)
+    irreversible: str | None = None  # the reason given by `-- irreversible: <reason>`
+
+    @property
+    def reversible(self) -> bool:
+        return self.has_down and bool(self.down) and self.irreversible is None
+
+    def render_down(self, context: TemplateContext) -> list[str]:
+        rendered = []
+        for index, statement in enumerate(self.down):
+            try:
+                rendered.append(render(statement.text, context))
+            except MigrationFileError as exc:
+                raise MigrationFileError(
+                    f"{self.path.name}: down statement {index + 1} (line {statement.line}): {exc}"
+                ) from None
+        return rendered
 
     def rendered(self, context: TemplateContext) -> list[str]:
         return [self.render_statement(index, context) for index in range(len(self.statements))]
@@ -126,8 +158,15 @@ def read_migration(path: Path) -> Migration:
     except UnicodeDecodeError as exc:
         raise MigrationFileError(f"{path.name}: not UTF-8 (byte {exc.start})") from None
     source = source.removeprefix("\ufeff").replace("\r\n", "\n")
+    marker = DOWN_MARKER.search(source)
+    forward, undo = (source, "") if marker is None else (source[: marker.start()], source[marker.end() :])
+    if marker is not None and DOWN_MARKER.search(undo):
+        raise MigrationFileError(f"{path.name}: more than one `-- down` line")
+    irreversible = IRREVERSIBLE_MARKER.search(source)
     try:
-        statements = split_statements(source)
+        statements = split_statements(forward)
+        # Padded with the lines before it, so a down statement's line is its line in the file.
+        down = split_statements("\n" * forward.count("\n") + undo) if marker is not None else []
     except MigrationFileError as exc:
         raise MigrationFileError(f"{path.name}: {exc}") from None
     if not statements:
@@ -136,12 +175,17 @@ def read_migration(path: Path) -> Migration:
         number=int(match["number"]),
         name=path.name.removesuffix(".sql"),
         path=path,
-        checksum=checksum(raw),
+        checksum=checksum(raw) if marker is None else forward_checksum(forward),
         statements=tuple(statements),
         contract=bool(CONTRACT_MARKER.search(source)),
+        down=tuple(down),
+        has_down=marker is not None,
+        irreversible=" ".join(irreversible["reason"].split()) if irreversible else None,
     )
     # Render once with a cluster so a bad placeholder fails on load, not halfway through an apply.
-    migration.rendered(TemplateContext(database="opentrace", cluster="check"))
+    check = TemplateContext(database="opentrace", cluster="check")
+    migration.rendered(check)
+    migration.render_down(check)
     return migration
 
 

@@ -51,3 +51,11 @@ class LockLost(MigrationError):
 
 class ClusterMissing(MigrationError):
     """CLICKHOUSE_CLUSTER names a cluster the server does not define."""
+
+
+class Irreversible(MigrationError):
+    """A revert would have to undo a migration that cannot be undone; nothing was changed."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name

@@ -11,6 +11,10 @@
   DELETE, RENAME, MODIFY/CLEAR COLUMN, MODIFY TTL, ...) are refused unless the file says
   `-- opentrace: contract`, the mark of a migration shipped after no release needs the old
   shape any more.
+- Reversible, or saying why not: a `-- down` part whose statements undo the forward ones
+  (a rollback runs them, SPEC §7), or a line `-- irreversible: <reason>` (a rollback past
+  it restores the backup instead). Down statements follow the rules above, except that
+  they may be destructive: undoing a CREATE is a DROP.
 """
 
 from __future__ import annotations
@@ -86,6 +90,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        if not self.statement:  # about the whole file
+            return f"{self.file}: {self.message}"
         return f"{self.file}: statement {self.statement} (line {self.line}): {self.message}"
 
 
@@ -132,11 +138,35 @@ def _check(code: str, contract: bool) -> list[str]:
     return found
 
 
+def _reversibility(migration: Migration) -> str | None:
+    if migration.irreversible is not None:
+        if migration.has_down:
+            return "both `-- down` and `-- irreversible:`; a migration is one or the other"
+        if not migration.irreversible:
+            return "`-- irreversible:` without a reason; say why it cannot be undone"
+        return None
+    if not migration.has_down:
+        return (
+            "neither a `-- down` part nor `-- irreversible: <reason>`: write the statements that "
+            "undo this migration after a line `-- down`, or say why it cannot be undone"
+        )
+    if not migration.down:
+        return "`-- down` is followed by no statement"
+    return None
+
+
 def lint_migration(migration: Migration) -> list[Problem]:
     problems: list[Problem] = []
+    name = migration.path.name
     for index, statement in enumerate(migration.statements, start=1):
         for message in _check(statement.code, migration.contract):
-            problems.append(Problem(migration.path.name, index, statement.line, message))
+            problems.append(Problem(name, index, statement.line, message))
+    for index, statement in enumerate(migration.down, start=1):
+        for message in _check(statement.code, contract=True):
+            problems.append(Problem(name, index, statement.line, f"down: {message}"))
+    reversibility = _reversibility(migration)
+    if reversibility:
+        problems.append(Problem(name, 0, 1, reversibility))
     return problems
 
 

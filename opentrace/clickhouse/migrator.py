@@ -29,7 +29,13 @@ from django.conf import settings
 from opentrace.clickhouse import client as clickhouse
 from opentrace.clickhouse import ledger
 from opentrace.clickhouse.catalog import Migration, TemplateContext, load_migrations
-from opentrace.clickhouse.errors import ClusterMissing, MigrationBlocked, MigrationError, StatementFailed
+from opentrace.clickhouse.errors import (
+    ClusterMissing,
+    Irreversible,
+    MigrationBlocked,
+    MigrationError,
+    StatementFailed,
+)
 from opentrace.clickhouse.ledger import APPLIED, FAILED, RUNNING, LedgerRow
 from opentrace.clickhouse.lock import MigrationLock, holder_elsewhere
 from opentrace.redact import redact
@@ -445,6 +451,70 @@ class Migrator:
             raise MigrationBlocked(item.repair_hint())
         self.execute(item.migration, start=item.next_statement())
         return Outcome(applied=[item.name], message=f"ClickHouse: resumed and applied {item.name}")
+
+    def revert_plan(self, migrations: list[Migration], keep: set[str]) -> list[Migration]:
+        """The migrations to undo, newest first, so that only those named in `keep` stay applied.
+
+        Every migration the ledger records (applied, or left dirty by a failed or interrupted
+        apply) and `keep` does not name is undone. Raises `Irreversible` naming the first one
+        that cannot be (no down part, or no file), before anything is changed.
+        """
+        status = self.status(migrations)
+        recorded = [item for item in status.states if item.row is not None and item.name not in keep]
+        unknown = [item for item in recorded if item.migration is None]
+        if unknown:
+            raise Irreversible(
+                f"ClickHouse migration {unknown[0].name} is recorded but this release has no file for it, "
+                "so it cannot be undone; nothing was reverted",
+                name=unknown[0].name,
+            )
+        plan = sorted((item for item in recorded if item.migration), key=lambda item: -(item.number or 0))
+        for item in plan:
+            assert item.migration is not None
+            if item.state == CHANGED:
+                raise Irreversible(
+                    f"ClickHouse migration {item.name} changed since it was applied, so its down part may "
+                    "not undo what ran; nothing was reverted",
+                    name=item.name,
+                )
+            if not item.migration.reversible:
+                why = item.migration.irreversible or "it has no `-- down` part"
+                raise Irreversible(
+                    f"ClickHouse migration {item.name} is irreversible ({why}); nothing was reverted",
+                    name=item.name,
+                )
+        return [item.migration for item in plan if item.migration is not None]
+
+    def undo(self, migration: Migration, reason: str) -> None:
+        """Run `migration`'s down statements, then remove it from the ledger.
+
+        Down statements are re-runnable (lint), so a revert cut off half way is finished by
+        running it again: the migration stays recorded until its last down statement is done.
+        """
+        began = time.monotonic()
+        statements = migration.render_down(self.context)
+        self.report(f"Reverting {migration.name} ({len(statements)} down statement(s)) ...")
+        for index, sql in enumerate(statements):
+            self.lock.ensure_held()
+            try:
+                self.client.command(sql, settings=self.settings)
+            except Exception as exc:
+                line = migration.down[index].line
+                raise StatementFailed(
+                    f"reverting ClickHouse migration {migration.name} failed at down statement {index + 1} "
+                    f"of {len(statements)} (line {line}): {_describe(exc)}; it is still recorded as applied, "
+                    "and the revert can be run again",
+                    name=migration.name,
+                    statement=index + 1,
+                ) from None
+        row = self.status([migration]).find(migration.name).row
+        if row is not None:
+            ledger.append(
+                self.client,
+                self.context,
+                row.advanced(is_deleted=True, reason=reason, run_id=self.run_id, finished_at=_now()),
+            )
+        self.report(f"  {migration.name} reverted in {time.monotonic() - began:.1f} s")
 
     def mark(self, migrations: list[Migration], name: str, *, applied: bool, reason: str) -> Outcome:
         reason = " ".join(reason.split())

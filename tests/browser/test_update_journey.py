@@ -19,7 +19,7 @@ from tests.browser.pages import check_now, log_in, open_settings_page, reload_un
 from tests.browser.site import ADMIN_USER, BrowserSite
 from tests.e2e.conftest import ADMIN_PASSWORD, PYTHON
 
-STEPS = ["preflight", "backup", "fetch", "build", "deploy", "migrate", "healthcheck"]
+STEPS = ["preflight", "backup", "fetch", "build", "migrate", "deploy", "healthcheck"]
 # An update of the real app on a loaded 2-core machine takes about half a minute.
 UPDATE_TIMEOUT_MS = 150_000
 

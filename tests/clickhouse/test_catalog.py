@@ -184,3 +184,25 @@ def test_the_contract_marker_is_a_comment_line_of_its_own(migrations):
 def test_the_shipped_migrations_load():
     shipped = load_migrations(DEFAULT_DIRECTORY)
     assert [m.name for m in shipped][:2] == ["0001_events", "0002_system_logs"]
+
+
+def test_a_down_part_is_left_out_of_the_checksum(migrations):
+    forward = "CREATE DATABASE IF NOT EXISTS ${db}${on_cluster};\n"
+    migrations.write("0001_base.sql", forward)
+    before = load_migrations()[0]
+    migrations.write("0001_base.sql", forward + "\n-- down\nDROP DATABASE IF EXISTS ${db}${on_cluster};\n")
+    after = load_migrations()[0]
+    assert after.checksum == before.checksum
+    assert [s.text for s in after.statements] == [s.text for s in before.statements]
+    assert [s.text for s in after.down] == ["DROP DATABASE IF EXISTS ${db}${on_cluster}"]
+    migrations.write("0001_base.sql", forward.replace("DATABASE", "DATABASE  ") + "-- down\nSELECT 1;\n")
+    assert load_migrations()[0].checksum != before.checksum
+
+
+def test_the_shipped_migrations_keep_the_checksums_they_were_released_with():
+    # Installs have these in their ledgers: adding the down parts must not make them `changed`.
+    released = {
+        "0001_events": "3541c891ef4224de12f156fe94da227e64aa734282184b7e4552e04e03e7f527",
+        "0002_system_logs": "982f93ef552d4119b98ccd1b6589aed9fa5ad80e67c6e26dcb314d71d72a2242",
+    }
+    assert {m.name: m.checksum for m in load_migrations(DEFAULT_DIRECTORY)} == released

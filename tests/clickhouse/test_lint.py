@@ -58,7 +58,8 @@ DESTRUCTIVE = [
 
 def problems_for(migrations, sql: str, *, contract: bool = False) -> list[str]:
     header = "-- opentrace: contract\n" if contract else ""
-    migrations.write("0001_candidate.sql", header + sql + ";\n")
+    footer = "\n-- down\nSELECT 1;\n"  # reversibility has tests of its own below
+    migrations.write("0001_candidate.sql", header + sql + ";\n" + footer)
     return [problem.message for problem in lint(load_migrations())]
 
 
@@ -99,7 +100,7 @@ def test_the_lint_command_names_file_statement_and_line_and_fails(migrations):
     migrations.write(
         "0001_first.sql",
         "CREATE DATABASE IF NOT EXISTS ${db}${on_cluster};\n\nALTER TABLE IF EXISTS ${db}.t${on_cluster} "
-        "ADD COLUMN IF NOT EXISTS y String;\n",
+        "ADD COLUMN IF NOT EXISTS y String;\n-- irreversible: a test file\n",
     )
     result = cli("clickhouse_migrate", "lint")
     assert result.code == 1
@@ -113,4 +114,64 @@ def test_the_lint_command_reports_a_malformed_file_as_one_line(migrations):
     assert result.code == 1
     assert result.err.strip().splitlines() == [
         "CommandError: 0001_first.sql: unterminated string literal starting on line 1"
+    ]
+
+
+CREATE_T = (
+    "CREATE TABLE IF NOT EXISTS ${db}.t${on_cluster} (x UInt8) "
+    "ENGINE = ${replicated}MergeTree() ORDER BY x;\n"
+)
+
+
+def file_problems(migrations, text: str) -> list[str]:
+    migrations.write("0001_candidate.sql", text)
+    return [str(problem) for problem in lint(load_migrations())]
+
+
+def test_the_shipped_migrations_can_be_undone():
+    assert all(migration.reversible for migration in load_migrations(DEFAULT_DIRECTORY))
+
+
+def test_a_migration_with_neither_down_nor_irreversible_is_refused(migrations):
+    assert file_problems(migrations, CREATE_T) == [
+        "0001_candidate.sql: neither a `-- down` part nor `-- irreversible: <reason>`: write the "
+        "statements that undo this migration after a line `-- down`, or say why it cannot be undone"
+    ]
+
+
+def test_a_down_part_may_drop_what_the_migration_created(migrations):
+    assert (
+        file_problems(migrations, CREATE_T + "-- down\nDROP TABLE IF EXISTS ${db}.t${on_cluster} SYNC;\n")
+        == []
+    )
+
+
+def test_an_irreversible_migration_with_a_reason_passes(migrations):
+    assert file_problems(migrations, "-- irreversible: rewrites every event\n" + CREATE_T) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (CREATE_T + "-- down\n-- nothing here\n", "`-- down` is followed by no statement"),
+        ("-- irreversible:\n" + CREATE_T, "`-- irreversible:` without a reason"),
+        (
+            "-- irreversible: no\n" + CREATE_T + "-- down\nSELECT 1;\n",
+            "both `-- down` and `-- irreversible:`",
+        ),
+        (
+            CREATE_T + "-- down\nDROP TABLE ${db}.t;\n",
+            "down: DROP TABLE without IF EXISTS is not re-runnable",
+        ),
+    ],
+)
+def test_reversibility_problems_are_named(migrations, text, expected):
+    found = file_problems(migrations, text)
+    assert any(expected in problem for problem in found), found
+
+
+def test_down_statements_are_named_by_their_line_in_the_file(migrations):
+    found = file_problems(migrations, CREATE_T + "\n-- down\nDROP TABLE ${db}.t${on_cluster};\n")
+    assert found == [
+        "0001_candidate.sql: statement 1 (line 4): down: DROP TABLE without IF EXISTS is not re-runnable"
     ]

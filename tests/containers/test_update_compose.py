@@ -29,7 +29,7 @@ from bench.downtime import Prober
 from tests.containers.conftest import TIMINGS
 from tests.containers.site import ComposeSite
 
-STEPS = ["preflight", "backup", "fetch", "build", "deploy", "migrate", "healthcheck"]
+STEPS = ["preflight", "backup", "fetch", "build", "migrate", "deploy", "healthcheck"]
 
 
 @pytest.fixture(scope="module")

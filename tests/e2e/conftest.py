@@ -102,12 +102,20 @@ def _next_number(folder: Path, pattern: str) -> int:
     return max(numbers, default=0) + 1
 
 
-def add_release(upstream: Path, version: str, breakage: str | None = None) -> str:
+IRREVERSIBLE_REASON = "the end-to-end marker cannot be taken back"
+
+
+def add_release(
+    upstream: Path, version: str, breakage: str | None = None, *, irreversible: bool = False
+) -> str:
     """Commit and tag v<version> on top of v1.1.5 in `upstream`; returns its commit.
 
-    The release bumps VERSION and adds one Django and one ClickHouse migration; `breakage`
-    ("build", "migrate" or "healthcheck") also breaks it at that step on purpose, and "slow"
-    makes its Django migration take 8 s (a page that polls every 2 s sees the run running).
+    The release bumps VERSION and adds one Django and one ClickHouse migration, both
+    reversible; `breakage` ("build", "migrate" or "healthcheck") also breaks it at that step on
+    purpose ("migrate_clickhouse": its ClickHouse migration fails after the Django one applied),
+    "slow" makes its Django migration take 8 s (a page that polls every 2 s sees the run
+    running), and "remove_field" adds a Django migration that old code cannot live with.
+    `irreversible` makes the ClickHouse migration `-- irreversible:` instead of reversible.
     """
     git(upstream, "checkout", "-q", "-B", f"release-{version}", "v1.1.5")
     (upstream / "VERSION").write_text(f"{version}\n")
@@ -118,21 +126,40 @@ def add_release(upstream: Path, version: str, breakage: str | None = None) -> st
     if breakage == "slow":
         extra = "\n        migrations.RunPython(_e2e_wait, migrations.RunPython.noop),"
     (django_dir / f"{number:04d}_e2e_release_marker.py").write_text(
-        "import time\n\nfrom django.db import migrations\n\n\n"
+        "import time\n\nfrom django.db import migrations, models\n\n\n"
         "def _e2e_wait(apps, schema_editor):\n    time.sleep(8)\n\n\n"
         "class Migration(migrations.Migration):\n"
         f'    dependencies = [("updates", "{leaf}")]\n'
         "    operations = [\n"
-        '        migrations.RunSQL("CREATE TABLE e2e_release_marker (id integer)", '
-        '"DROP TABLE e2e_release_marker"),'
+        "        migrations.CreateModel(\n"
+        '            name="E2EReleaseMarker",\n'
+        '            fields=[("id", models.AutoField(primary_key=True))],\n'
+        '            options={"db_table": "e2e_release_marker"},\n'
+        "        ),"
         f"{extra}\n    ]\n"
     )
+    if breakage == "remove_field":
+        (django_dir / f"{number + 1:04d}_e2e_remove_severity.py").write_text(
+            "from django.db import migrations\n\n\n"
+            "class Migration(migrations.Migration):\n"
+            f'    dependencies = [("updates", "{number:04d}_e2e_release_marker")]\n'
+            '    operations = [migrations.RemoveField("updaterun", "severity")]\n'
+        )
     ch_dir = upstream / "opentrace" / "clickhouse" / "migrations"
     ch_number = _next_number(ch_dir, "[0-9][0-9][0-9][0-9]_*.sql")
-    (ch_dir / f"{ch_number:04d}_e2e_marker.sql").write_text(
-        "-- Added by an end-to-end test release.\n"
+    create = (
         "CREATE TABLE IF NOT EXISTS ${db}.e2e_marker${on_cluster} (id UInt8)\n"
-        "ENGINE = MergeTree ORDER BY id;\n"
+        "ENGINE = ${replicated}MergeTree ORDER BY id;\n"
+    )
+    if breakage == "migrate_clickhouse":
+        create += "INSERT INTO ${db}.e2e_no_such_table (id) VALUES (1);\n"
+    undo = (
+        f"-- irreversible: {IRREVERSIBLE_REASON}\n"
+        if irreversible
+        else "-- down\nDROP TABLE IF EXISTS ${db}.e2e_marker${on_cluster} SYNC;\n"
+    )
+    (ch_dir / f"{ch_number:04d}_e2e_marker.sql").write_text(
+        "-- Added by an end-to-end test release.\n" + create + undo
     )
     if breakage == "build":
         with open(upstream / "requirements.txt", "a") as handle:
@@ -171,7 +198,7 @@ class Registry:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/version.json"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def offer(self, version: str, commit: str) -> None:
+    def offer(self, version: str, commit: str, **fields: object) -> None:
         self.meta_version += 1
         self.body = json.dumps(
             {
@@ -179,7 +206,13 @@ class Registry:
                 "project": "opentrace",
                 "meta_version": self.meta_version,
                 "releases": [
-                    {"version": version, "git_tag": f"v{version}", "git_commit": commit, "notes": "e2e"}
+                    {
+                        "version": version,
+                        "git_tag": f"v{version}",
+                        "git_commit": commit,
+                        "notes": "e2e",
+                        **fields,
+                    }
                 ],
             }
         ).encode()
@@ -389,9 +422,11 @@ class Site(AdminClient):
         except ValueError:
             return response.status_code, None
 
-    def release(self, version: str, breakage: str | None = None) -> None:
+    def release(self, version: str, breakage: str | None = None, *, irreversible: bool = False) -> None:
         """Publish a release upstream, offer it in the registry, and have OpenTrace check."""
-        self.registry.offer(version, add_release(self.upstream, version, breakage))
+        commit = add_release(self.upstream, version, breakage, irreversible=irreversible)
+        extra = {"irreversible": IRREVERSIBLE_REASON} if irreversible else {}
+        self.registry.offer(version, commit, **extra)
         result = json.loads(self.manage("check_updates", "--json"))
         assert result["latest"] == version, result
 

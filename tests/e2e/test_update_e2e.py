@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 pytestmark = pytest.mark.slow
-STEPS = ["preflight", "backup", "fetch", "build", "deploy", "migrate", "healthcheck"]
+STEPS = ["preflight", "backup", "fetch", "build", "migrate", "deploy", "healthcheck"]
 
 
 def mark_data(site) -> None:

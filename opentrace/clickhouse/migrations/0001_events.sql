@@ -26,3 +26,7 @@ ORDER BY (project_id, toDate(timestamp), event, cityHash64(distinct_id), event_i
 SAMPLE BY cityHash64(distinct_id)
 TTL toDateTime(timestamp) + INTERVAL 24 MONTH DELETE
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+-- down
+-- Every tracked event goes with the table: only a rollback past the first release runs this.
+DROP TABLE IF EXISTS ${db}.events${on_cluster} SYNC;

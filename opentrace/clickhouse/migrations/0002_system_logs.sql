@@ -18,3 +18,6 @@ PARTITION BY toYYYYMM(time)
 ORDER BY (level, module, time)
 TTL toDateTime(time) + INTERVAL 90 DAY DELETE
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+-- down
+DROP TABLE IF EXISTS ${db}.system_logs${on_cluster} SYNC;

@@ -5,12 +5,21 @@ there leaves nothing half done, and ClickHouse is not touched. The host agent's 
 step and `make run` call this command. It prints one summary and exits non-zero naming the
 migration that failed. It is never run from `post_migrate`: ClickHouse changes only when an
 operator or the agent asks for it.
+
+`--state` prints the applied migrations of both databases as JSON, and `--revert-to FILE`
+(`-` reads standard input) undoes everything applied since such a state, ClickHouse first,
+exiting 1 naming the first irreversible migration without changing anything when one is in
+the way (SPEC §9; `opentrace.migration_state`). The host agent saves the state before its
+`migrate` step and reverts to it when the update rolls back.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from argparse import ArgumentParser
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 from django.core.management import call_command
@@ -18,6 +27,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
+from opentrace import migration_state
 from opentrace.clickhouse import client as clickhouse
 from opentrace.clickhouse import migrator
 from opentrace.clickhouse.errors import MigrationError
@@ -38,6 +48,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         add_lock_timeout(parser)
+        which = parser.add_mutually_exclusive_group()
+        which.add_argument(
+            "--state", action="store_true", help="print the applied Django and ClickHouse migrations as JSON"
+        )
+        which.add_argument(
+            "--revert-to",
+            metavar="FILE",
+            help="undo every migration applied since the state in FILE (printed by --state; - for stdin)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         verbose = options["verbosity"] > 1
@@ -48,6 +67,15 @@ class Command(BaseCommand):
 
         vendor = connections[DEFAULT_DB_ALIAS].vendor
         try:
+            if options["state"]:
+                self.stdout.write(json.dumps(migration_state.current(), sort_keys=True))
+                return
+            if options["revert_to"]:
+                state = migration_state.parse(self.read_state(options["revert_to"]))
+                with migration_lock(lock_timeout(options)) as lock:
+                    reverted = migration_state.revert_to(state, lock, report)
+                self.stdout.write(reverted.message)
+                return
             with migration_lock(lock_timeout(options)) as lock:
                 planned = self.migrate_django(vendor, verbose)
                 outcome = migrator.apply(lock, report=report)
@@ -64,6 +92,15 @@ class Command(BaseCommand):
         else:
             django_line = f"Django ({vendor}): already up to date"
         self.stdout.write(f"{django_line}\n{outcome.message}")
+
+    def read_state(self, source: str) -> str:
+        try:
+            if source == "-":
+                return sys.stdin.read(migration_state.MAX_STATE_BYTES + 1)
+            with Path(source).open(encoding="utf-8") as handle:
+                return handle.read(migration_state.MAX_STATE_BYTES + 1)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read the saved migration state {source}: {exc}") from None
 
     def migrate_django(self, vendor: str, verbose: bool) -> list[str]:
         planned = django_plan()
