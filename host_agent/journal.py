@@ -124,12 +124,11 @@ class Journal:
         self.refused: str | None = None  # why the journal on disk was not believed
 
     def _load(self, path: Path) -> RunRecord | None:
+        error: str | None = None
         try:
             raw = read_json(path)
         except OSError as exc:
             raw, error = None, str(exc)
-        else:
-            error = None
         if raw is None and error is None and not path.exists():
             return None
         try:
