@@ -102,10 +102,11 @@ class Scene:
                 str(self.state_dir),
             ],
             cwd=project.checkout,
-            env=agent_env(**env),
+            # A generous health check: these tests run many agents on a loaded machine.
+            env=agent_env(**{"OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT": "30", **env}),
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=180,
             check=False,
             preexec_fn=lambda: os.umask(UNIT_UMASK),
         )

@@ -83,8 +83,9 @@ def test_50_concurrent_installs_make_one_run_and_one_trigger(operator, offered, 
     assert UpdateRun.objects.filter(status__in=ACTIVE).count() == 1
     run = UpdateRun.objects.get()
     assert run.status == "requested"
-    files = [p.name for p in trigger.updates_dir().iterdir()]
-    assert files == ["trigger"]
+    files = sorted(p.name for p in trigger.updates_dir().iterdir())
+    assert files == ["issued", "trigger"]
+    assert [p.name for p in trigger.issued_path(run.pk).parent.iterdir()] == [str(run.pk)]
     assert trigger.read()["run_id"] == str(run.pk)
 
 
