@@ -17,6 +17,7 @@ import logging
 import os
 import stat
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from host_agent.errors import ConfigError
@@ -116,10 +117,10 @@ def _read_own_file(name: str, dir_fd: int) -> bytes | None:
         os.close(fd)
 
 
-def _copy_files(dir_fd: int, dest: Path, keep: object) -> int:
+def _copy_files(dir_fd: int, dest: Path, keep: Callable[[str], bool]) -> int:
     copied = 0
     for name in sorted(os.listdir(dir_fd)):
-        if name.startswith(".") or not keep(name):  # type: ignore[operator]
+        if name.startswith(".") or not keep(name):
             continue
         data = _read_own_file(name, dir_fd)
         if data is None:

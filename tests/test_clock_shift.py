@@ -84,7 +84,7 @@ def pytest_in(
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a bound, not a measure: a loaded machine starts pytest slowly
         check=False,
     )
 

@@ -15,6 +15,7 @@ Slow (each test starts OpenTrace and updates it); run with `pytest tests/e2e`.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -153,7 +154,7 @@ def test_a_healthcheck_failure_reverts_the_migrations_and_keeps_every_tracked_ev
     rollback = rollback_message(run)
     assert "migrations reverted" in rollback, rollback
     assert "ClickHouse: reverted 0003_e2e_marker" in rollback
-    assert "Django: reverted updates.0004_e2e_release_marker" in rollback
+    assert re.search(r"Django: reverted updates\.[0-9]{4}_e2e_release_marker", rollback)
     assert "database restored" not in rollback
     assert site.health() == (200, "1.1.5")
     assert "e2e_release_marker" not in site.tables()
@@ -199,7 +200,7 @@ def test_a_failure_at_migrate_reverts_the_django_migration_that_applied(make_sit
 
     assert (run["status"], run["failed_step"]) == ("rolled_back", "migrate"), site.logs()
     rollback = rollback_message(run)
-    assert "Django: reverted updates.0004_e2e_release_marker" in rollback, rollback
+    assert re.search(r"Django: reverted updates\.[0-9]{4}_e2e_release_marker", rollback), rollback
     assert "database restored" not in rollback
     assert "1.1.5 kept serving" in rollback
     assert "e2e_release_marker" not in site.tables()
