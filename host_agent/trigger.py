@@ -25,7 +25,7 @@ from host_agent.errors import AgentError, TriggerRejected
 
 
 class TriggerSwapped(AgentError):
-    permanent = False
+    """The trigger changed while it was being verified; it is read again."""
 
 
 @dataclass(frozen=True)

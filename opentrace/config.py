@@ -71,7 +71,7 @@ class HttpsSettings:
     """What Django's SecurityMiddleware and cookies do for an install served over https.
 
     The defaults follow OPENTRACE_BASE_URL: an https base URL gets secure cookies and HSTS
-    for a year; each can be set on its own (docs/security.md, "Serving over https").
+    for a year; each can be set on its own (docs/operations.md, "Serving over https").
     """
 
     secure_cookies: bool = False
