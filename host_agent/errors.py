@@ -1,10 +1,11 @@
-"""The agent's one domain error type. `permanent` says whether trying again may help."""
+"""The agent's one domain error type; `DeliveryError.permanent` says whether sending a report
+again may help (nothing else asks that question of the others)."""
 
 from __future__ import annotations
 
 
 class AgentError(Exception):
-    permanent = True
+    pass
 
 
 class ConfigError(AgentError):

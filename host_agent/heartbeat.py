@@ -113,8 +113,3 @@ class Heartbeat:
             self.send()
             if not self.wait(stop):
                 return
-
-    def beat_if_due(self, busy: bool = False, run_id: str | None = None) -> bool:
-        if self.seconds_until_due() > 0:
-            return False
-        return self.beat(busy, run_id)

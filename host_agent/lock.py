@@ -11,7 +11,7 @@ from host_agent.errors import AgentError
 
 
 class LockHeld(AgentError):
-    permanent = False
+    """Another agent process holds the lock."""
 
 
 class FileLock:

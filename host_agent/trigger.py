@@ -35,7 +35,7 @@ RegistryFetcher = Callable[[], bytes]
 
 
 class TriggerSwapped(AgentError):
-    permanent = False
+    """The trigger changed while it was being verified; it is read again."""
 
 
 @dataclass(frozen=True)

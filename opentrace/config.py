@@ -67,10 +67,39 @@ class ClickHouseTarget:
 
 
 @dataclass(frozen=True)
+class HttpsSettings:
+    """What Django's SecurityMiddleware and cookies do for an install served over https.
+
+    The defaults follow OPENTRACE_BASE_URL: an https base URL gets secure cookies and HSTS
+    for a year; each can be set on its own (docs/operations.md, "Serving over https").
+    """
+
+    secure_cookies: bool = False
+    hsts_seconds: int = 0
+    hsts_include_subdomains: bool = True
+    hsts_preload: bool = False
+    ssl_redirect: bool = False
+    proxy_ssl_header: tuple[str, str] | None = None
+
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+def _proxy_ssl_header(name: str, value: str | None) -> tuple[str, str] | None:
+    """`X-Forwarded-Proto` → Django's ("HTTP_X_FORWARDED_PROTO", "https"). Only for a proxy
+    that always sets (and never passes on) that header: it decides what counts as https."""
+    if value is None:
+        return None
+    if not _HEADER_NAME.match(value):
+        raise ConfigError(name, f"{value!r} is not a header name like X-Forwarded-Proto")
+    return ("HTTP_" + value.upper().replace("-", "_"), "https")
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     debug: bool
-    secret_key: str
+    secret_key: str | None  # None: generated into the data dir (opentrace.secrets)
     allowed_hosts: list[str]
     csrf_trusted_origins: list[str]
     database: dict[str, object]
@@ -90,6 +119,7 @@ class Config:
     email_url: dict[str, object] | None
     log_level: str
     tracking_buffer: str = "spool"
+    https: HttpsSettings = field(default_factory=HttpsSettings)
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -256,16 +286,33 @@ def load_config(environ_: Mapping[str, str], base_dir: Path) -> Config:
     if data_dir.exists() and not data_dir.is_dir():
         raise ConfigError("OPENTRACE_DATA_DIR", f"{data_dir} exists and is not a directory")
 
-    debug = r.bool("DEBUG", True)
-    secret_key = r.str("SECRET_KEY", DEV_SECRET_KEY)
-    if not secret_key:
-        raise ConfigError("SECRET_KEY", "must not be empty")
-    if not debug and secret_key == DEV_SECRET_KEY:
-        raise ConfigError(
-            "SECRET_KEY", "DEBUG is off but SECRET_KEY is the development key; set a long random one"
-        )
-    if not debug and len(secret_key) < 32:
-        raise ConfigError("SECRET_KEY", "must be at least 32 characters when DEBUG is off")
+    debug = r.bool("DEBUG", False)
+    secret_key = r.raw.get("SECRET_KEY")
+    if secret_key is not None:
+        secret_key = secret_key.strip()
+        if not secret_key:
+            raise ConfigError("SECRET_KEY", "must not be empty (unset it to have one generated)")
+        if not debug and secret_key == DEV_SECRET_KEY:
+            raise ConfigError(
+                "SECRET_KEY", "DEBUG is off but SECRET_KEY is the development key; set a long random one"
+            )
+        if not debug and len(secret_key) < 32:
+            raise ConfigError("SECRET_KEY", "must be at least 32 characters when DEBUG is off")
+
+    base_url = _base_url("OPENTRACE_BASE_URL", r.str("OPENTRACE_BASE_URL", "http://127.0.0.1:8000"))
+    served_over_https = base_url.startswith("https://")
+    https = HttpsSettings(
+        secure_cookies=r.bool("OPENTRACE_SECURE_COOKIES", served_over_https),
+        hsts_seconds=r.int(
+            "OPENTRACE_HSTS_SECONDS", 31536000 if served_over_https else 0, minimum=0, maximum=2 * 31536000
+        ),
+        hsts_include_subdomains=r.bool("OPENTRACE_HSTS_INCLUDE_SUBDOMAINS", True),
+        hsts_preload=r.bool("OPENTRACE_HSTS_PRELOAD", False),
+        ssl_redirect=r.bool("OPENTRACE_SSL_REDIRECT", False),
+        proxy_ssl_header=_proxy_ssl_header(
+            "OPENTRACE_PROXY_SSL_HEADER", r.optional("OPENTRACE_PROXY_SSL_HEADER")
+        ),
+    )
 
     agent_secret = r.optional("OPENTRACE_AGENT_SECRET")
     if agent_secret is not None and len(agent_secret) < 32:
@@ -317,7 +364,8 @@ def load_config(environ_: Mapping[str, str], base_dir: Path) -> Config:
         agent_secret=agent_secret,
         secrets_keys=_fernet_keys("OPENTRACE_SECRETS_KEY", r.optional("OPENTRACE_SECRETS_KEY")),
         instance_name=r.str("OPENTRACE_INSTANCE_NAME", "OpenTrace") or "OpenTrace",
-        base_url=_base_url("OPENTRACE_BASE_URL", r.str("OPENTRACE_BASE_URL", "http://127.0.0.1:8000")),
+        base_url=base_url,
+        https=https,
         email_url=email_url,
         log_level=log_level,
         tracking_buffer=_tracking_buffer(

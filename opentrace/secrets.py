@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 AGENT_SECRET_FILE = "agent_secret"  # noqa: S105 - a file name
+DJANGO_SECRET_KEY_FILE = "django_secret_key"  # noqa: S105 - a file name
 SECRETS_KEY_FILE = "secrets_key"
 
 
@@ -76,3 +77,19 @@ def agent_secret(data_dir: Path) -> str:
 
 def secrets_keys(data_dir: Path) -> list[str]:
     return [load_or_create(data_dir, SECRETS_KEY_FILE, lambda: Fernet.generate_key().decode())]
+
+
+def secret_key(data_dir: Path) -> str:
+    """Django's SECRET_KEY when the environment sets none (sessions, password reset links)."""
+    return load_or_create(data_dir, DJANGO_SECRET_KEY_FILE, lambda: secrets.token_urlsafe(50))
+
+
+def private_file(path: Path) -> None:
+    """Create `path` empty with mode 0600 unless it exists (a file the app creates later,
+    such as the SQLite database, then keeps that mode)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)

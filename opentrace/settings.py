@@ -26,11 +26,13 @@ if _ENV_FILE:
 CONFIG = load_config(os.environ, BASE_DIR)
 
 DATA_DIR = CONFIG.data_dir
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# The data dir holds the database (embedded), the secrets and the backups: its owner's only.
+# (Created so; an existing one keeps its mode: install.sh and the compose volume set theirs.)
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 OPENTRACE_VERSION = running_version()
 
 DEBUG = CONFIG.debug
-SECRET_KEY = CONFIG.secret_key
+SECRET_KEY = CONFIG.secret_key or generated.secret_key(DATA_DIR)
 ALLOWED_HOSTS = CONFIG.allowed_hosts
 CSRF_TRUSTED_ORIGINS = CONFIG.csrf_trusted_origins
 
@@ -87,6 +89,12 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": CONFIG.database}
+_SQLITE_NAME = str(DATABASES["default"]["NAME"])
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and not _SQLITE_NAME.startswith(
+    (":", "file:")
+):
+    # SQLite creates its file (and, with the file's mode, its journals) under the umask.
+    generated.private_file(Path(_SQLITE_NAME))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -120,6 +128,24 @@ if not DEBUG:
     CSRF_COOKIE_HTTPONLY = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
     X_FRAME_OPTIONS = "DENY"
+
+# Served over https (OPENTRACE_BASE_URL, or each variable on its own; docs/security.md).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = CONFIG.https.secure_cookies
+SECURE_HSTS_SECONDS = CONFIG.https.hsts_seconds
+SECURE_HSTS_INCLUDE_SUBDOMAINS = CONFIG.https.hsts_include_subdomains
+SECURE_HSTS_PRELOAD = CONFIG.https.hsts_preload
+SECURE_PROXY_SSL_HEADER = CONFIG.https.proxy_ssl_header
+SECURE_SSL_REDIRECT = CONFIG.https.ssl_redirect
+# The host agent and its health check talk to the app over http on the loopback or the
+# compose network, and do not follow redirects.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^api/updates/agent/"]
+SILENCED_SYSTEM_CHECKS = [
+    # HSTS preload is a promise to the browsers' preload list: opt-in, OPENTRACE_HSTS_PRELOAD.
+    "security.W021",
+]
+if not CONFIG.https.ssl_redirect:
+    # TLS ends at the proxy in front (docs/security.md), which redirects http to https itself.
+    SILENCED_SYSTEM_CHECKS.append("security.W008")
 
 # --- OpenTrace update management -------------------------------------------------------
 OPENTRACE_INSTANCE_NAME = CONFIG.instance_name

@@ -168,6 +168,10 @@ class Supervisor:
 
 def main() -> int:
     os.chdir(ROOT)
+    # The development runner: Django's debug pages and static files from the apps, on the
+    # loopback (settings default to DEBUG off, as production runs). The secret key, unless
+    # SECRET_KEY is set, is generated into the data dir like the other secrets.
+    os.environ.setdefault("DEBUG", "true")
     if has_command("migrate_all"):
         manage("migrate_all")
     else:

@@ -38,6 +38,9 @@ def _own_data_dir() -> None:
 
 _own_data_dir()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opentrace.settings")
+# The suite runs as `make run` does (DEBUG on; settings default to off, as in production);
+# tests/test_deploy_settings.py checks the production settings in processes of their own.
+os.environ.setdefault("DEBUG", "true")
 
 # chdb keeps about 15 descriptors for every engine path a process has opened, even after the
 # client is closed (an upstream leak; production opens one path per process). The suite

@@ -37,8 +37,11 @@ def test_it_runs_a_bare_checkout_on_embedded_defaults(tmp_path):
     assert config.trigger_timeout == 600
     assert config.agent_secret is None
     assert config.secrets_keys == []
-    assert config.debug is True
-    assert config.secret_key == DEV_SECRET_KEY
+    # Production's defaults: DEBUG off; no key in the environment, so one is generated.
+    assert config.debug is False
+    assert config.secret_key is None
+    assert config.https.secure_cookies is False
+    assert config.https.hsts_seconds == 0
 
 
 def test_it_resolves_a_relative_data_dir_against_the_project():
@@ -148,7 +151,7 @@ def test_it_rejects_malformed_values_naming_the_variable(name, value, message):
 
 def test_production_refuses_the_development_secret_key():
     with pytest.raises(ConfigError, match="development key") as info:
-        load(DEBUG="false")
+        load(DEBUG="false", SECRET_KEY=DEV_SECRET_KEY)
     assert info.value.variable == "SECRET_KEY"
 
 
@@ -182,6 +185,6 @@ def test_start_up_stops_with_one_line_naming_the_variable(tmp_path):
 
 
 def test_start_up_with_debug_off_and_dev_key_refuses(tmp_path):
-    result = _manage(tmp_path, DEBUG="false")
+    result = _manage(tmp_path, DEBUG="false", SECRET_KEY=DEV_SECRET_KEY)
     assert result.returncode == 2
     assert "SECRET_KEY" in result.stderr

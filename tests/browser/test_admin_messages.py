@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from contract.registry import RegistryError
 from tests.browser.live import heartbeat, open_as
 from tests.browser.pages import screenshot
 from tests.helpers import closed_port
@@ -19,7 +20,6 @@ from tests.updates.factories import make_run
 from tests.updates.registry_server import full_document
 from updates.checking import run_check
 from updates.models import RegistryCheck, RegistryState, UpdateEvent
-from updates.registry import RegistryError
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
