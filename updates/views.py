@@ -17,7 +17,8 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from updates import actions, serializers, system_page
+from contract.offer import Offer
+from updates import actions, policy_context, rules, schedule, serializers, system_page
 from updates.checking import run_check
 from updates.formatting import describe_check_error
 from updates.models import AgentHeartbeat, RegistryCheck, RegistryState, UpdateRun
@@ -66,11 +67,20 @@ def install_confirm(request: HttpRequest) -> HttpResponse:
         "release": offer.latest,
         "previous_failure": system_page.previous_failure(offer.latest.version),
         "agent": AgentHeartbeat.status(),
-        "refusal": install_refusal(state),
+        "refusal": _confirm_refusal(state, offer),
         "idempotency_key": uuid.uuid4().hex,
         "document_sha256": state.document_sha256,
+        **policy_context.confirm_additions(state, offer.latest),
     }
     return render(request, "updates/install_confirm.html", context)
+
+
+def _confirm_refusal(state: RegistryState, offer: Offer) -> str | None:
+    """Why neither "install now" nor "schedule" can be confirmed; an upgrade path is no refusal."""
+    if offer.latest is not None and not offer.installable and len(offer.path) > 1:
+        refusal = rules.refusal_for(state, target=offer.path[0].version, again=True)
+        return refusal.message if refusal else None
+    return install_refusal(state)
 
 
 @require_POST
@@ -81,12 +91,14 @@ def install(request: HttpRequest) -> HttpResponse:
     except ValueError:
         messages.error(request, "The form was incomplete; please confirm again.")
         return HttpResponseRedirect(_system_url())
+    version = request.POST.get("version", "")
+    digest = request.POST.get("document_sha256", "")
+    again = request.POST.get("again") == "1"
+    if request.POST.get("when") == "window" or len(RegistryState.load().offer().path) > 1:
+        return _schedule(request, version=version, digest=digest, again=again)
     try:
         run = actions.request_install(
-            user=request.user,
-            idempotency_key=key,
-            version=request.POST.get("version", ""),
-            document_sha256=request.POST.get("document_sha256", ""),
+            user=request.user, idempotency_key=key, version=version, document_sha256=digest, again=again
         )
     except actions.Refused as refused:
         messages.error(request, f"The update was not started: {refused.message}")
@@ -94,6 +106,37 @@ def install(request: HttpRequest) -> HttpResponse:
         # The page's live script removes this once the agent has taken the run over.
         messages.success(
             request, f"The update to {run.to_version} was requested; the host agent will pick it up shortly."
+        )
+    return HttpResponseRedirect(_system_url())
+
+
+def _schedule(request: HttpRequest, *, version: str, digest: str, again: bool) -> HttpResponse:
+    """Install in the next window, or start an upgrade path now (`updates.schedule`)."""
+    in_window = request.POST.get("when") == "window"
+    try:
+        if in_window:
+            scheduled = schedule.schedule_install(
+                user=request.user, version=version, digest=digest, again=again
+            )
+        else:
+            scheduled = schedule.install_path_now(
+                user=request.user, version=version, digest=digest, again=again
+            )
+    except actions.Refused as refused:
+        verb = "scheduled" if in_window else "started"
+        messages.error(request, f"The update was not {verb}: {refused.message}")
+        return HttpResponseRedirect(_system_url())
+    if in_window:
+        messages.success(
+            request,
+            f"{scheduled.path_display} will be installed on {schedule.when_label(scheduled.not_before)}; "
+            "you can cancel or reschedule it below.",
+        )
+    else:
+        messages.success(
+            request,
+            f"The update to {scheduled.path_display} was requested; each release is installed after the "
+            "previous one succeeded.",
         )
     return HttpResponseRedirect(_system_url())
 
