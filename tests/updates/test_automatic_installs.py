@@ -22,10 +22,13 @@ pytestmark = pytest.mark.django_db
 POLICY_ENTRY = "apply-update-policy"
 
 
+# Found once, from the day the session starts (inside a test the clock has moved already).
+FORWARD, _ = transitions("Europe/Berlin")
+
+
 def window_night() -> datetime:
     """01:00 UTC on the day Berlin's clocks go forward: 03:00 CEST, when a 03:00 window opens."""
-    forward, _ = transitions("Europe/Berlin")
-    return datetime.combine(forward, time(1, 0), UTC)
+    return datetime.combine(FORWARD, time(1, 0), UTC)
 
 
 @pytest.fixture
