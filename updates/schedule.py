@@ -260,7 +260,10 @@ def _follow_run(scheduled: ScheduledInstall, now: datetime) -> bool:
     if run.status == RunStatus.SUCCEEDED:
         if scheduled.hops[1:] and parse_version(settings.OPENTRACE_VERSION) != parse_version(run.to_version):
             return False  # this process is still the release before the hop; the new one goes on
-        return scheduled.hop_succeeded(now)
+        moved = scheduled.hop_succeeded(now)
+        if moved and scheduled.status == ScheduleStatus.SCHEDULED:
+            _request_hop(scheduled, now)  # the next hop at once, with the rules applied afresh
+        return moved
     rest = scheduled.hops[1:]
     left = f" {', '.join(rest)} {'was' if len(rest) == 1 else 'were'} not installed." if rest else ""
     outcome = run.get_status_display().lower()

@@ -67,8 +67,7 @@ def test_the_hops_run_one_after_the_other(
 
     settings.OPENTRACE_VERSION = "1.1.8"  # the new release serves (and runs the policy's task)
     with django_capture_on_commit_callbacks(execute=True):
-        schedule.run_once()  # the hop is done ...
-        schedule.run_once()  # ... and the next one requested
+        schedule.run_once()  # the hop is done, and the next one requested at once
     second = UpdateRun.objects.exclude(pk=first.pk).get()
     assert (second.from_version, second.to_version) == ("1.1.8", "1.2.0")
     scheduled.refresh_from_db()
