@@ -61,7 +61,13 @@ def previous_failure(version: str | None) -> PreviousFailure | None:
 
 def page_refusal(state: RegistryState, run: UpdateRun | None) -> str | None:
     """Why Install is refused now, worded for a page that shows `run` below it."""
-    refusal = install_refusal(state)
+    offer = state.offer()
+    if offer.latest is not None and not offer.installable and len(offer.path) > 1:
+        # Out of reach, but a path leads there: the first hop is what Install starts.
+        found = rules.refusal_for(state, target=offer.path[0].version, again=True)
+        refusal = found.message if found else None
+    else:
+        refusal = install_refusal(state)
     active = UpdateRun.active()
     if refusal and active is not None and run is not None and active.pk == run.pk:
         # The rule's sentence names "another update"; here it is the one the page shows.

@@ -18,11 +18,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from contract.offer import Offer
-from updates import actions, policy_context, rules, schedule, serializers, system_page
+from updates import actions, policy_context, schedule, serializers, system_page
 from updates.checking import run_check
 from updates.formatting import describe_check_error
 from updates.models import AgentHeartbeat, RegistryCheck, RegistryState, UpdateRun
-from updates.rules import install_refusal
 
 INSTALL_PERMISSION = "updates.install_update"
 
@@ -77,10 +76,7 @@ def install_confirm(request: HttpRequest) -> HttpResponse:
 
 def _confirm_refusal(state: RegistryState, offer: Offer) -> str | None:
     """Why neither "install now" nor "schedule" can be confirmed; an upgrade path is no refusal."""
-    if offer.latest is not None and not offer.installable and len(offer.path) > 1:
-        refusal = rules.refusal_for(state, target=offer.path[0].version, again=True)
-        return refusal.message if refusal else None
-    return install_refusal(state)
+    return system_page.page_refusal(state, None)
 
 
 @require_POST

@@ -10,6 +10,7 @@ Slow (two updates); run with `pytest tests/e2e`.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -46,6 +47,27 @@ def offer_path(site, *, breakage: str | None = None) -> None:
     assert result["latest"] == "1.2.0", result
 
 
+def click_install(site, first_hop: str) -> str:
+    """Install update → confirm, as an admin would; returns the id of the first hop's run."""
+    page = site.session.get(f"{site.url}/admin/updates/system/install/", timeout=10).text
+    fields = dict(
+        re.findall(
+            r'name="(version|document_sha256|idempotency_key|csrfmiddlewaretoken)" value="([^"]*)"', page
+        )
+    )
+    assert fields.get("version") == "1.2.0", page[:2000]
+    response = site.session.post(f"{site.url}/admin/updates/system/install/start/", data=fields, timeout=10)
+    assert "each release is installed after the previous one succeeded" in response.text, response.text[
+        -3000:
+    ]
+
+    def requested() -> str | None:
+        run = site.progress()["run"]
+        return run["id"] if run and run["to_version"] == first_hop else None
+
+    return wait_for(requested, 10, "the first hop's run")
+
+
 def policy_pass(site) -> dict:
     return json.loads(site.manage("apply_update_policy", "--json"))["scheduled"]
 
@@ -61,7 +83,7 @@ def test_one_click_installs_both_hops_each_as_its_own_run(make_site):
     confirm = site.session.get(f"{site.url}/admin/updates/system/install/", timeout=10).text
     assert '<strong id="confirm-path-hops">1.1.8, then 1.2.0</strong>' in confirm
 
-    first_id = site.install("1.2.0")  # the click; the first hop's run is what is requested
+    first_id = click_install(site, "1.1.8")
     first = site.wait_finished(first_id)
     assert (first["to_version"], first["status"]) == ("1.1.8", "succeeded"), site.logs()
     assert site.health() == (200, "1.1.8")
@@ -90,7 +112,7 @@ def test_a_failing_first_hop_stops_the_path(make_site):
     site.start()
     offer_path(site, breakage="build")
 
-    first_id = site.install("1.2.0")
+    first_id = click_install(site, "1.1.8")
     first = site.wait_finished(first_id)
     assert (first["to_version"], first["status"], first["failed_step"]) == ("1.1.8", "failed", "build")
 

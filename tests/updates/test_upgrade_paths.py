@@ -44,9 +44,9 @@ def finish(run: UpdateRun, status: str, **fields: str) -> None:
 
 def test_the_pages_offer_the_path(client, operator, path_offered):
     client.force_login(operator)
-    assert (
-        "install <strong>1.1.8, then 1.2.0</strong>" in client.get("/admin/updates/system/").content.decode()
-    )
+    system = client.get("/admin/updates/system/").content.decode()
+    assert "install <strong>1.1.8, then 1.2.0</strong>" in system
+    assert 'value="Install update 1.2.0…"' in system  # the path is what Install starts
     confirm = client.get(reverse("updates_install_confirm")).content.decode()
     assert '<strong id="confirm-path-hops">1.1.8, then 1.2.0</strong>' in confirm
     assert "Yes, install 1.2.0 (in 2 steps) now" in confirm
