@@ -163,8 +163,22 @@ def update_available_notice(version: str) -> Notice | None:
     shown, severity = one_line(release.version, 64), one_line(release.severity, 32)
     label = f" ({severity})" if severity and severity != "normal" else ""
     subject = f"[{instance}] OpenTrace {shown} is available{label}"
-    context = {**_base_context(), "version": shown, "severity": severity, "notes": release.notes}
+    context = {
+        **_base_context(),
+        "version": shown,
+        "severity": severity,
+        "notes": release.notes,
+        "failed_here": failed_here(release.version),
+    }
     return _render(KIND_UPDATE_AVAILABLE, shown, subject, context)
+
+
+def failed_here(version: str) -> str:
+    """ "1.1.7 rolled back here on … at migrate: …" when it did (issue 20: flagged wherever offered)."""
+    from updates.rules import previous_failure
+
+    failure = previous_failure(version)
+    return f"{failure.sentence()}." if failure else ""
 
 
 def run_link(run: UpdateRun) -> str:

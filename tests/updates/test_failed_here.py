@@ -140,3 +140,12 @@ def test_a_success_since_clears_the_flag(client, operator, rolled_back, django_c
     run.mark_finished(RunStatus.SUCCEEDED)
     client.force_login(operator)
     assert "rolled back here on" not in client.get(SYSTEM).content.decode()
+
+
+def test_the_new_version_notice_flags_it_too(rolled_back):
+    from updates import notices
+    from updates.channels import messages
+
+    notice = notices.update_available_notice("1.2.0")
+    assert "Careful: 1.2.0 rolled back here on" in notice.text
+    assert "1.2.0 rolled back here on" in messages.update_available("1.2.0").text

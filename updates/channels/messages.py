@@ -99,6 +99,7 @@ def update_available(version: str) -> ChannelMessage | None:
     title = f"[{instance}] OpenTrace {shown} is available{label}"
     text = _lines(
         f"OpenTrace {shown} is available for {instance} (running {settings.OPENTRACE_VERSION}).",
+        notices.failed_here(release.version),
         f"Install it from {notices.absolute_url('updates_system')}",
     )
     info: ReleaseInfo = {"version": shown, "severity": severity, "notes": release.notes}
