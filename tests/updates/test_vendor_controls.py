@@ -78,11 +78,13 @@ def test_running_a_withdrawn_release_shows_a_warning_with_what_to_do(
 
 
 def test_the_rollout_bucket_survives_restarts():
-    first = RegistryState.load()
+    assert RegistryState.objects.filter(install_id__isnull=False).count() == 0
+    first = RegistryState.load()  # generates the install id, once
     bucket, install_id = first.rollout_bucket, first.install_id
     # A restart: nothing cached in this process, the row read again.
     again = RegistryState.objects.get(pk=first.pk)
     assert (again.install_id, again.rollout_bucket) == (install_id, bucket)
+    assert RegistryState.load().install_id == install_id
     assert isinstance(install_id, uuid.UUID)
 
 

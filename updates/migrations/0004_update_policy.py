@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='registrystate',
             name='install_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False),
+            field=models.UUIDField(blank=True, editable=False, null=True),
         ),
         migrations.CreateModel(
             name='UpdatePolicy',

@@ -92,8 +92,10 @@ class RegistryState(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     releases = models.JSONField(default=list, blank=True)
     skipped_versions = models.JSONField(default=list, blank=True)
-    # Generated once; this install's rollout bucket derives from it (contract.rollout).
-    install_id = models.UUIDField(default=uuid.uuid4, editable=False)
+    # Generated once (by `load()`, the first time it finds none); this install's rollout
+    # bucket derives from it (contract.rollout). Nullable so that the release before it,
+    # still serving while this one migrates, can write the row (expand-only, SPEC §7).
+    install_id = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = "registry state"
@@ -111,6 +113,10 @@ class RegistryState(models.Model):
             )
         except IntegrityError:  # two processes created the row at once; the other one won
             state = cls.objects.get(pk=cls.SINGLETON)
+        if state.install_id is None:
+            # A conditional UPDATE: two processes generating one at once keep the first.
+            cls.objects.filter(pk=state.pk, install_id__isnull=True).update(install_id=uuid.uuid4())
+            state.install_id = cls.objects.values_list("install_id", flat=True).get(pk=state.pk)
         return state
 
     def release_list(self) -> list[Release]:
