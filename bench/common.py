@@ -452,6 +452,6 @@ def request_install(user: Any) -> Any:
     from updates import actions
 
     try:
-        return actions.request_install(user=user, idempotency_key=new_token())
+        return actions.request_install(user=user, idempotency_key=new_token(), again=True)
     except actions.Refused as refused:
         raise SystemExit(f"the install was refused: {refused.message}") from None

@@ -204,6 +204,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "check-for-updates": {"task": "updates.tasks.check_for_updates_if_due", "schedule": 60.0},
     "expire-unclaimed-runs": {"task": "updates.tasks.expire_unclaimed_runs", "schedule": 60.0},
+    "apply-update-policy": {"task": "updates.tasks.apply_update_policy", "schedule": 60.0},
 }
 
 LOGGING = {

@@ -32,9 +32,14 @@ logger = logging.getLogger(__name__)
 class Refused(Exception):
     """The action was not done; `message` says why, in a sentence the admin can act on."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, kind: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.kind = kind  # a `rules.Refusal` kind, when the refusal rules said no
+
+    @property
+    def postponable(self) -> bool:
+        return self.kind in rules.POSTPONABLE
 
 
 def request_install(
@@ -43,13 +48,19 @@ def request_install(
     idempotency_key: str | None = None,
     version: str | None = None,
     document_sha256: str | None = None,
+    target: str | None = None,
+    again: bool = False,
 ) -> UpdateRun:
     """Ask the host agent to install the release the registry offers. Returns the run.
 
     `version` and `document_sha256` are what the admin confirmed; given, the install is
-    refused when the offer changed since. The same `idempotency_key` returns the run it made
-    before (a double submit), with no second log entry. `user=None` is a script or command:
-    the run names the system and no admin log entry is written (the log needs a user).
+    refused when the offer changed since. `target` installs exactly that release instead (a
+    scheduled install's approved version, or a hop of an upgrade path), refused unless it
+    is still offered here and within reach. A release that failed or rolled back on this
+    install is refused unless `again` (the admin's explicit second confirmation). The same
+    `idempotency_key` returns the run it made before (a double submit), with no second log
+    entry. `user=None` is a script or command: the run names the system and no admin log
+    entry is written (the log needs a user).
     Raises Refused.
     """
     key = idempotency_key or uuid.uuid4().hex
@@ -57,11 +68,11 @@ def request_install(
     if previous is not None:
         return previous
     state = RegistryState.load()
-    refusal = rules.install_refusal(state, version=version, digest=document_sha256)
+    refusal = rules.refusal_for(state, version=version, digest=document_sha256, target=target, again=again)
     if refusal is not None:
-        raise Refused(refusal)
-    release = state.offer().latest
-    assert release is not None  # install_refusal refuses when nothing is offered
+        raise Refused(refusal.message, kind=refusal.kind)
+    release = rules.offered_target(state, target) if target is not None else state.offer().latest
+    assert release is not None  # refusal_for refuses when nothing is offered
     try:
         with transaction.atomic():
             run, created = UpdateRun.request(
@@ -86,8 +97,9 @@ def request_install(
                     )
     except RunAlreadyActive:
         # Another admin's request won the race between the rules above and the insert.
-        refusal = rules.active_run_refusal() or "Another update is already requested or running."
-        raise Refused(refusal) from None
+        raise Refused(
+            rules.active_run_refusal() or "Another update is already requested or running."
+        ) from None
     return run
 
 
@@ -113,8 +125,11 @@ def _write_trigger(run_id: uuid.UUID) -> bool:
     return True
 
 
-def cancel_run(run: UpdateRun, *, by: AbstractBaseUser | None) -> UpdateRun:
+def cancel_run(run: UpdateRun, *, by: AbstractBaseUser | None, reason: str = "") -> UpdateRun:
     """Withdraw a run no agent has claimed: its trigger is removed, then the run is cancelled.
+
+    `reason`, when given, is what the run records instead of "Cancelled by <admin>." (the
+    system cancels a request for a release its publisher withdrew).
 
     Raises Refused when the run is no longer requested, an agent has claimed it, or the
     trigger cannot be removed (then nothing changed).
@@ -130,7 +145,7 @@ def cancel_run(run: UpdateRun, *, by: AbstractBaseUser | None) -> UpdateRun:
         raise Refused("An agent has already claimed this run; it can no longer be cancelled.")
     try:
         with transaction.atomic():
-            run.cancel(by=by)
+            run.cancel(by=by, reason=reason)
             if by is not None:
                 _admin_log(by, run, CHANGE, "Cancelled the update before an agent claimed it.")
     except TransitionRefused as exc:

@@ -16,6 +16,7 @@ from updates.outcome import readable_steps
 
 # "System updates" is a custom page listed first in the admin's Settings section.
 cast(OpenTraceAdminSite, admin.site).register_settings_page("System updates", "updates_system", order=0)
+cast(OpenTraceAdminSite, admin.site).register_settings_page("Update policy", "updates_policy", order=1)
 
 
 def _may_see_history(request: HttpRequest) -> bool:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -33,6 +35,7 @@ KIND_UPDATE_AVAILABLE = str(NoticeKind.UPDATE_AVAILABLE)
 KIND_RUN_STARTED = str(NoticeKind.RUN_STARTED)
 KIND_RUN_SUCCEEDED = str(NoticeKind.RUN_SUCCEEDED)
 KIND_RUN_FAILED = str(NoticeKind.RUN_FAILED)  # failed or rolled back: the same people must act on both
+KIND_INSTALL_SCHEDULED = str(NoticeKind.INSTALL_SCHEDULED)
 
 RUN_STATUS_KINDS: dict[str, str] = {
     RunStatus.RUNNING: KIND_RUN_STARTED,
@@ -69,10 +72,10 @@ def on_run_status_changed(sender: Any, *, run_id: Any, new_status: str, **_: Any
 
 
 def on_install_scheduled(sender: Any, *, version: str, scheduled_for: Any, **_: Any) -> None:
-    # Channels only: there is no mail for it (yet).
-    from updates.tasks import announce_to_channels
+    from updates.tasks import announce_to_channels, send_install_scheduled_notice
 
     when = scheduled_for.isoformat() if hasattr(scheduled_for, "isoformat") else str(scheduled_for)
+    _enqueue(send_install_scheduled_notice, str(version), when)
     _enqueue(announce_to_channels, CHANNEL_INSTALL_SCHEDULED, [str(version), when])
 
 
@@ -160,8 +163,22 @@ def update_available_notice(version: str) -> Notice | None:
     shown, severity = one_line(release.version, 64), one_line(release.severity, 32)
     label = f" ({severity})" if severity and severity != "normal" else ""
     subject = f"[{instance}] OpenTrace {shown} is available{label}"
-    context = {**_base_context(), "version": shown, "severity": severity, "notes": release.notes}
+    context = {
+        **_base_context(),
+        "version": shown,
+        "severity": severity,
+        "notes": release.notes,
+        "failed_here": failed_here(release.version),
+    }
     return _render(KIND_UPDATE_AVAILABLE, shown, subject, context)
+
+
+def failed_here(version: str) -> str:
+    """ "1.1.7 rolled back here on … at migrate: …" when it did (issue 20: flagged wherever offered)."""
+    from updates.rules import previous_failure
+
+    failure = previous_failure(version)
+    return f"{failure.sentence()}." if failure else ""
 
 
 def run_link(run: UpdateRun) -> str:
@@ -211,3 +228,55 @@ def run_notice(run_id: str, new_status: str) -> Notice | None:
         "log_tail_limit": LOG_TAIL_LINES,
     }
     return _render(kind, f"{run.pk}:{new_status}", subjects[new_status], context)
+
+
+@dataclass(frozen=True)
+class ScheduledFacts:
+    """What a "scheduled install ahead" notice says, for the mail and the channels alike."""
+
+    version: str  # the approved release
+    path: str  # "1.1.8, then 1.2.0", or the version alone
+    when: datetime
+    when_label: str  # "Sunday 2026-12-06 03:00 UTC", in the policy's time zone
+    automatic: bool
+    reason: str  # why it moved (postponed, rescheduled), or ""
+
+    @property
+    def headline(self) -> str:
+        return f"{self.path} will be installed on {self.when_label} — cancel or reschedule"
+
+
+def scheduled_facts(version: str, scheduled_for: str) -> ScheduledFacts | None:
+    """The facts of the open scheduled install of `version` starting at `scheduled_for`; None
+    when it is no longer open or moved to another time (a newer notice names that)."""
+    from updates.models import ScheduledInstall, UpdatePolicy
+    from updates.window import local_label
+
+    try:
+        when = datetime.fromisoformat(scheduled_for)
+    except ValueError:
+        return None
+    scheduled = ScheduledInstall.open()
+    if scheduled is None or scheduled.target_version != version or scheduled.not_before != when:
+        logger.info("The install of %.64r at %.40s is no longer scheduled; no notice", version, scheduled_for)
+        return None
+    policy = UpdatePolicy.load()
+    return ScheduledFacts(
+        version=one_line(version, 64),
+        path=one_line(scheduled.path_display, 200),
+        when=when,
+        when_label=local_label(when, policy.time_zone),
+        automatic=scheduled.automatic,
+        reason=scheduled.message,
+    )
+
+
+def install_scheduled_notice(version: str, scheduled_for: str) -> Notice | None:
+    """The mail before a scheduled install; None when it is no longer scheduled then."""
+    facts = scheduled_facts(version, scheduled_for)
+    if facts is None:
+        return None
+    instance = settings.OPENTRACE_INSTANCE_NAME
+    subject = f"[{instance}] {facts.headline}"
+    context = {**_base_context(), "facts": facts, "system_url": absolute_url("updates_system")}
+    return _render(KIND_INSTALL_SCHEDULED, f"{facts.version}:{facts.when.isoformat()}", subject, context)

@@ -7,17 +7,16 @@ from the models and `updates.rules`, so the page and its live script agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
-from updates import serializers
+from updates import policy_context, rules, serializers
 from updates.formatting import describe_check_error
-from updates.models import AgentHeartbeat, RegistryCheck, RegistryState, RunStatus, UpdateRun
-from updates.rules import install_refusal
+from updates.models import AgentHeartbeat, RegistryCheck, RegistryState, UpdateRun
+from updates.rules import PreviousFailure, install_refusal
 
 RECENT_OUTCOME = timedelta(hours=24)  # a finished run stays on the page this long
 RECENT_CHECKS = 5  # checks listed on the page; the registry keeps CHECK_HISTORY of them
@@ -56,33 +55,19 @@ def current_run() -> UpdateRun | None:
     return None
 
 
-@dataclass(frozen=True)
-class PreviousFailure:
-    """The last time the offered release failed on this install."""
-
-    run: UpdateRun
-    outcome: str
-
-
 def previous_failure(version: str | None) -> PreviousFailure | None:
-    if not version:
-        return None
-    run = (
-        UpdateRun.objects.filter(to_version=version, status__in=[RunStatus.FAILED, RunStatus.ROLLED_BACK])
-        .order_by("-requested_at")
-        .first()
-    )
-    if run is None:
-        return None
-    succeeded_since = UpdateRun.objects.filter(
-        to_version=version, status=RunStatus.SUCCEEDED, requested_at__gt=run.requested_at
-    ).exists()
-    return None if succeeded_since else PreviousFailure(run, run.outcome)
+    return rules.previous_failure(version)
 
 
 def page_refusal(state: RegistryState, run: UpdateRun | None) -> str | None:
     """Why Install is refused now, worded for a page that shows `run` below it."""
-    refusal = install_refusal(state)
+    offer = state.offer()
+    if offer.latest is not None and not offer.installable and len(offer.path) > 1:
+        # Out of reach, but a path leads there: the first hop is what Install starts.
+        found = rules.refusal_for(state, target=offer.path[0].version, again=True)
+        refusal = found.message if found else None
+    else:
+        refusal = install_refusal(state)
     active = UpdateRun.active()
     if refusal and active is not None and run is not None and active.pk == run.pk:
         # The rule's sentence names "another update"; here it is the one the page shows.
@@ -106,4 +91,5 @@ def system_context(*, can_install: bool, can_see_runs: bool, can_check: bool) ->
         "previous_failure": previous_failure(offer.latest.version if offer.latest else None),
         "run": run,
         "run_progress": serializers.run_progress(run, agent=agent) if run else None,
+        **policy_context.system_additions(registry["state"]),
     }

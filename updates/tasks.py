@@ -1,6 +1,6 @@
 """Celery tasks of the update flow.
 
-Beat calls the first two every minute; each decides cheaply whether there is work. The
+Beat calls the first three every minute; each decides cheaply whether there is work. The
 notice tasks are enqueued by `updates.notices` after the change they announce has
 committed; they take plain ids, re-read what they need, and never raise except to retry:
 a mail or channel problem is recorded in the notice log and logged, and can never fail an
@@ -22,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from smtpconfig.notices import Notice, deliver
-from updates import actions, notices
+from updates import actions, notices, schedule
 from updates.channels import delivery, messages
 from updates.channels.models import NotificationChannel
 from updates.checking import run_check
@@ -58,6 +58,13 @@ def expire_unclaimed_runs() -> int:
             # The updates dir misbehaves (permissions, a full disk): the other runs still expire.
             logger.exception("could not withdraw the trigger of run %s; it expires on a later pass", run_id)
     return expired
+
+
+@shared_task(name="updates.tasks.apply_update_policy", ignore_result=True)
+def apply_update_policy() -> bool:
+    """The update policy's pass (`updates.schedule.run_once`): withdrawn releases, scheduled
+    installs whose time has come, the next hop of an upgrade path, automatic installs."""
+    return schedule.run_once()
 
 
 # --- notices --------------------------------------------------------------------------------
@@ -109,6 +116,17 @@ def _run_status(task: Any, run_id: str, new_status: str) -> str:
 @shared_task(bind=True, name="updates.tasks.send_update_available_notice", max_retries=MAX_RETRIES)
 def send_update_available_notice(self: Any, version: str) -> str:
     return _update_available(self, version)
+
+
+@shared_task(bind=True, name="updates.tasks.send_install_scheduled_notice", max_retries=MAX_RETRIES)
+def send_install_scheduled_notice(self: Any, version: str, scheduled_for: str) -> str:
+    try:
+        return _send(self, notices.install_scheduled_notice(version, scheduled_for))
+    except Retry:
+        raise
+    except Exception:
+        logger.exception("Notice 'install of %s scheduled for %s' could not be sent", version, scheduled_for)
+        return "error"
 
 
 @shared_task(bind=True, name="updates.tasks.send_run_notice", max_retries=MAX_RETRIES)

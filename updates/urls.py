@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import path
 
-from updates import views
+from updates import policy_views, views
 
 
 def _page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -25,4 +25,15 @@ urlpatterns = [
     path("updates/system/install/start/", _page(views.install), name="updates_install"),
     path("updates/system/runs/<uuid:run_id>/cancel/", _page(views.cancel_run), name="updates_cancel"),
     path("updates/system/progress/", _page(views.progress), name="updates_progress"),
+    path("updates/policy/", _page(policy_views.update_policy), name="updates_policy"),
+    path(
+        "updates/system/scheduled/<uuid:scheduled_id>/cancel/",
+        _page(policy_views.cancel_scheduled),
+        name="updates_scheduled_cancel",
+    ),
+    path(
+        "updates/system/scheduled/<uuid:scheduled_id>/reschedule/",
+        _page(policy_views.reschedule),
+        name="updates_scheduled_reschedule",
+    ),
 ]

@@ -19,11 +19,11 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from updates import actions, permissions, serializers, system_page
+from contract.offer import Offer
+from updates import actions, permissions, policy_context, schedule, serializers, system_page
 from updates.checking import run_check
 from updates.formatting import describe_check_error
 from updates.models import AgentHeartbeat, RegistryCheck, RegistryState, UpdateRun
-from updates.rules import install_refusal
 
 
 def can_install(request: HttpRequest) -> bool:
@@ -73,11 +73,17 @@ def install_confirm(request: HttpRequest) -> HttpResponse:
         "release": offer.latest,
         "previous_failure": system_page.previous_failure(offer.latest.version),
         "agent": AgentHeartbeat.status(),
-        "refusal": install_refusal(state),
+        "refusal": _confirm_refusal(state, offer),
         "idempotency_key": uuid.uuid4().hex,
         "document_sha256": state.document_sha256,
+        **policy_context.confirm_additions(state, offer.latest),
     }
     return render(request, "updates/install_confirm.html", context)
+
+
+def _confirm_refusal(state: RegistryState, offer: Offer) -> str | None:
+    """Why neither "install now" nor "schedule" can be confirmed; an upgrade path is no refusal."""
+    return system_page.page_refusal(state, None)
 
 
 @require_POST
@@ -88,12 +94,14 @@ def install(request: HttpRequest) -> HttpResponse:
     except ValueError:
         messages.error(request, "The form was incomplete; please confirm again.")
         return HttpResponseRedirect(_system_url())
+    version = request.POST.get("version", "")
+    digest = request.POST.get("document_sha256", "")
+    again = request.POST.get("again") == "1"
+    if request.POST.get("when") == "window" or len(RegistryState.load().offer().path) > 1:
+        return _schedule(request, user, version=version, digest=digest, again=again)
     try:
         run = actions.request_install(
-            user=user,
-            idempotency_key=key,
-            version=request.POST.get("version", ""),
-            document_sha256=request.POST.get("document_sha256", ""),
+            user=user, idempotency_key=key, version=version, document_sha256=digest, again=again
         )
     except actions.Refused as refused:
         messages.error(request, f"The update was not started: {refused.message}")
@@ -101,6 +109,35 @@ def install(request: HttpRequest) -> HttpResponse:
         # The page's live script removes this once the agent has taken the run over.
         messages.success(
             request, f"The update to {run.to_version} was requested; the host agent will pick it up shortly."
+        )
+    return HttpResponseRedirect(_system_url())
+
+
+def _schedule(
+    request: HttpRequest, user: AbstractBaseUser, *, version: str, digest: str, again: bool
+) -> HttpResponse:
+    """Install in the next window, or start an upgrade path now (`updates.schedule`)."""
+    in_window = request.POST.get("when") == "window"
+    try:
+        if in_window:
+            scheduled = schedule.schedule_install(user=user, version=version, digest=digest, again=again)
+        else:
+            scheduled = schedule.install_path_now(user=user, version=version, digest=digest, again=again)
+    except actions.Refused as refused:
+        verb = "scheduled" if in_window else "started"
+        messages.error(request, f"The update was not {verb}: {refused.message}")
+        return HttpResponseRedirect(_system_url())
+    if in_window:
+        messages.success(
+            request,
+            f"{scheduled.path_display} will be installed on {schedule.when_label(scheduled.not_before)}; "
+            "you can cancel or reschedule it below.",
+        )
+    else:
+        messages.success(
+            request,
+            f"The update to {scheduled.path_display} was requested; each release is installed after the "
+            "previous one succeeded.",
         )
     return HttpResponseRedirect(_system_url())
 

@@ -107,3 +107,14 @@ def offered(registry_server, db):
     check = run_check(RegistryCheck.Trigger.SCHEDULED)
     assert check.outcome == "ok", check.error
     return RegistryState.load()
+
+
+@pytest.fixture
+def eager_tasks():
+    """Celery tasks run in this process when enqueued, and their errors reach the test."""
+    from opentrace.celery import app
+
+    previous = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield app
+    app.conf.task_always_eager, app.conf.task_eager_propagates = previous

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from tests.updates.factories import make_run, request_run
 from updates import trigger
-from updates.models import AgentHeartbeat, EventIn, RegistryState, UpdateRun
+from updates.models import AgentHeartbeat, EventIn, RegistryState, ScheduledInstall, UpdateRun
 
 pytestmark = pytest.mark.django_db
 
@@ -183,9 +183,10 @@ def test_refused_when_the_offered_release_changed_since_the_page(
     assert UpdateRun.objects.count() == 0
 
 
-def test_refused_when_min_upgrade_from_is_not_met(
+def test_a_release_out_of_reach_is_installed_along_its_upgrade_path(
     client, operator, registry_server, agent_online, django_capture_on_commit_callbacks
 ):
+    """Issue 20: min_upgrade_from above the running version no longer refuses; the first hop runs."""
     from tests.updates.registry_server import full_document
     from updates.checking import run_check
     from updates.models import RegistryCheck
@@ -199,9 +200,13 @@ def test_refused_when_min_upgrade_from_is_not_met(
     client.force_login(operator)
     page = client.get(PAGE).content.decode()
     assert "Install 1.2.0 first" in page
+    assert "install <strong>1.2.0, then 2.0.0</strong>" in page
     response = post_install(client, state, django_capture_on_commit_callbacks, version="2.0.0")
-    assert b"can only be installed from 1.2.0 or later" in response.content
-    assert UpdateRun.objects.count() == 0
+    assert "The update to 1.2.0, then 2.0.0 was requested" in response.content.decode()
+    [run] = UpdateRun.objects.all()
+    assert (run.to_version, run.status) == ("1.2.0", "requested")
+    [scheduled] = ScheduledInstall.objects.all()
+    assert (scheduled.status, scheduled.hops, scheduled.run_id) == ("installing", ["1.2.0", "2.0.0"], run.pk)
 
 
 def test_refused_with_a_garbage_idempotency_key(

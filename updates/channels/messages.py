@@ -99,6 +99,7 @@ def update_available(version: str) -> ChannelMessage | None:
     title = f"[{instance}] OpenTrace {shown} is available{label}"
     text = _lines(
         f"OpenTrace {shown} is available for {instance} (running {settings.OPENTRACE_VERSION}).",
+        notices.failed_here(release.version),
         f"Install it from {notices.absolute_url('updates_system')}",
     )
     info: ReleaseInfo = {"version": shown, "severity": severity, "notes": release.notes}
@@ -160,20 +161,21 @@ def run_status(run_id: str, new_status: str) -> ChannelMessage | None:
 
 
 def install_scheduled(version: str, scheduled_for: str) -> ChannelMessage | None:
-    """A release scheduled into the next maintenance window (the scheduler sends
-    `updates.signals.install_scheduled`)."""
-    try:
-        when = datetime.fromisoformat(scheduled_for)
-    except ValueError:
+    """A release scheduled into a maintenance window (`updates.schedule` sends
+    `updates.signals.install_scheduled`); None once it is no longer scheduled for that time."""
+    facts = notices.scheduled_facts(version, scheduled_for)
+    if facts is None:
         return None
-    shown = notices.one_line(version, 64)
+    shown = facts.version
     release = notices.offered_release(version)
     instance = settings.OPENTRACE_INSTANCE_NAME
-    at = when.isoformat()
-    title = f"[{instance}] OpenTrace {shown} will be installed at {when:%Y-%m-%d %H:%M %Z}".rstrip()
+    at = facts.when.isoformat()
+    title = f"[{instance}] {facts.headline}"
+    who = "by the update policy" if facts.automatic else "approved by an admin"
     text = _lines(
-        f"{settings.OPENTRACE_VERSION} → {shown} on {instance} is scheduled for {at}.",
-        f"To skip it or install it now: {notices.absolute_url('updates_system')}",
+        f"{settings.OPENTRACE_VERSION} → {facts.path} on {instance}, {who}, starts {facts.when_label}.",
+        facts.reason,
+        f"To cancel or reschedule it: {notices.absolute_url('updates_system')}",
     )
     info: ReleaseInfo | None = (
         {"version": shown, "severity": notices.one_line(release.severity, 32), "notes": release.notes}

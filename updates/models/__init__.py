@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from updates.channels.models import NotificationChannel
 from updates.models.agents import AcceptedRequest, AgentHeartbeat
+from updates.models.policy import ScheduledInstall, ScheduleRefused, ScheduleStatus, UpdatePolicy
 from updates.models.registry import RegistryCheck, RegistryState
 from updates.models.runs import (
     EventIn,
@@ -21,7 +22,11 @@ __all__ = [
     "RegistryState",
     "RunAlreadyActive",
     "RunStatus",
+    "ScheduleRefused",
+    "ScheduleStatus",
+    "ScheduledInstall",
     "TransitionRefused",
     "UpdateEvent",
+    "UpdatePolicy",
     "UpdateRun",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from contract.offer import Offer, select_offer
 from contract.registry import Document, RegistryError, Release, parse_version
+from contract.rollout import bucket
 from updates import signals
 
 CHECK_HISTORY = 100  # checks kept; older rows are deleted after each check
@@ -92,6 +94,10 @@ class RegistryState(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     releases = models.JSONField(default=list, blank=True)
     skipped_versions = models.JSONField(default=list, blank=True)
+    # Generated once (by `load()`, the first time it finds none); this install's rollout
+    # bucket derives from it (contract.rollout). Nullable so that the release before it,
+    # still serving while this one migrates, can write the row (expand-only, SPEC §7).
+    install_id = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = "registry state"
@@ -109,6 +115,10 @@ class RegistryState(models.Model):
             )
         except IntegrityError:  # two processes created the row at once; the other one won
             state = cls.objects.get(pk=cls.SINGLETON)
+        if state.install_id is None:
+            # A conditional UPDATE: two processes generating one at once keep the first.
+            cls.objects.filter(pk=state.pk, install_id__isnull=True).update(install_id=uuid.uuid4())
+            state.install_id = cls.objects.values_list("install_id", flat=True).get(pk=state.pk)
         return state
 
     def release_list(self) -> list[Release]:
@@ -120,7 +130,17 @@ class RegistryState(models.Model):
             running=running or settings.OPENTRACE_VERSION,
             channel=settings.OPENTRACE_CHANNEL,
             skipped=self.skipped_versions,
+            bucket=self.rollout_bucket,
         )
+
+    @property
+    def rollout_bucket(self) -> int:
+        return bucket(str(self.install_id))
+
+    def running_release(self, running: str | None = None) -> Release | None:
+        """The registry's entry for the running version, when the document lists it."""
+        wanted = parse_version(running or settings.OPENTRACE_VERSION)
+        return next((r for r in self.release_list() if r.parsed_version == wanted), None)
 
     def staleness(self, now: datetime | None = None) -> Staleness:
         now = now or timezone.now()

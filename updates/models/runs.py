@@ -349,7 +349,7 @@ class UpdateRun(models.Model):
             run.save(update_fields=["status", *fields])
         self._sync(run)
 
-    def cancel(self, *, by: Any = None) -> None:
+    def cancel(self, *, by: Any = None, reason: str = "") -> None:
         """Cancel a requested run. The caller has withdrawn its trigger first, so that no
         agent can still claim it (`updates.actions.cancel_run`)."""
         if self.status != RunStatus.REQUESTED:
@@ -357,7 +357,9 @@ class UpdateRun(models.Model):
         who = getattr(by, "username", "") or "an admin"
         with transaction.atomic():
             run = self._locked()
-            run._apply(RunStatus.CANCELLED, finished_at=timezone.now(), error=f"Cancelled by {who}.")
+            run._apply(
+                RunStatus.CANCELLED, finished_at=timezone.now(), error=reason or f"Cancelled by {who}."
+            )
             run.save(update_fields=["status", "finished_at", "error"])
         self._sync(run)
 
