@@ -76,7 +76,7 @@ def test_failed_updates_leave_the_old_release_serving_with_its_data(make_site):
     assert (run["status"], run["failed_step"]) == ("rolled_back", "healthcheck"), site.logs()
     assert site.health() == (200, "1.1.5")
     assert "e2e_release_marker" not in site.tables()
-    # Both migrations had run; the rollback restored ClickHouse's tables and ledger too.
+    # Both migrations had run; the rollback reverted them (ClickHouse's tables and ledger too).
     assert not [name for name in site.clickhouse_status() if "e2e_marker" in name]
     assert_events_complete(site, run_id)
     assert_data_intact(site)

@@ -29,7 +29,7 @@ def imported_modules(path: Path) -> Iterator[str]:
 
 
 def sources(package: str) -> list[Path]:
-    return sorted(p for p in (ROOT / package).rglob("*.py") if "migrations" not in p.parts)
+    return sorted(p for p in (ROOT / package).rglob("*.py") if "migrations" not in p.relative_to(ROOT).parts)
 
 
 def imports_of(package: str) -> dict[Path, set[str]]:
