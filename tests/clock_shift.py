@@ -40,6 +40,8 @@ LIBFAKETIME = (
     "/usr/lib/faketime/libfaketimeMT.so.1",
 )
 _TRAVELLER = pytest.StashKey[Any]()
+# The pid of a shifted run's pytest-xdist controller, for its workers to know it.
+_CONTROLLER = "OPENTRACE_TEST_CLOCK_CONTROLLER"
 
 
 def parse_shift(text: str) -> timedelta:
@@ -97,6 +99,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # with EINVAL.
     os.environ.pop("FAKETIME_DONT_FAKE_MONOTONIC", None)
     if _xdist_controller(config):
+        os.environ[_CONTROLLER] = str(os.getpid())
         # Its workers are pytest processes too: each moves its own clock with time-machine as
         # this one does, and preloads libfaketime only for the processes its tests start.
         # A worker under libfaketime would wait a year in every timed wait (`Event.wait(t)`,
@@ -115,7 +118,9 @@ def _preloaded() -> bool:
 
 
 def _xdist_controller(config: pytest.Config) -> bool:
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    # A worker of this shifted run is the controller's child. PYTEST_XDIST_WORKER alone does
+    # not tell: a pytest that a test of an unshifted distributed run starts inherits it too.
+    if os.environ.get(_CONTROLLER) == str(os.getppid()):
         return False
     return bool(getattr(config.known_args_namespace, "numprocesses", None))
 
