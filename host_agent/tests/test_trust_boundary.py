@@ -32,15 +32,17 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the agent must run as
 
 def as_app(script: str, *args: str) -> None:
     """One attacker step: Python run as uid 10001 (no supplementary groups)."""
-    subprocess.run(
+    done = subprocess.run(
         ["/usr/bin/python3", "-c", textwrap.dedent(script), *args],
         user=APP_UID,
         group=APP_UID,
         extra_groups=[],
-        check=True,
+        check=False,
         capture_output=True,
+        text=True,
         timeout=60,
     )
+    assert done.returncode == 0, f"the attacker's step failed: {done.stderr}"
 
 
 def snapshot(root: Path, skip: tuple[Path, ...]) -> dict[str, str]:
