@@ -24,6 +24,8 @@ from host_agent.shell import LogSink, run_command
 
 COMPOSE_FILE = "docker-compose.prod.yml"
 WEB_SERVICE = "web"
+# docker-compose.prod.yml's service for one-off commands of the new image (never `up`).
+MANAGE_SERVICE = "manage"
 DB_SERVICE = "postgres"
 
 
@@ -395,7 +397,17 @@ class ComposePreset(Preset):
     def manage_argv(self, args: list[str]) -> list[str]:
         # A one-off container of the newly built image: `migrate` runs before `deploy`, while
         # the running web container still holds the old code.
-        return [*self.compose(), "run", "--rm", "--no-deps", "-T", WEB_SERVICE, "python", "manage.py", *args]
+        return [
+            *self.compose(),
+            "run",
+            "--rm",
+            "--no-deps",
+            "-T",
+            MANAGE_SERVICE,
+            "python",
+            "manage.py",
+            *args,
+        ]
 
     def migrate(self, step: str) -> str:
         self.manage(step, ["migrate_all"])

@@ -76,7 +76,7 @@ FAKE_DOCKER = textwrap.dedent(
     elif args[:3] == ["exec", "-T", "postgres"] and "psql" in args[-1]:
         with open(os.path.join(data, "restored-from"), "wb") as out:
             out.write(sys.stdin.buffer.read())
-    elif args[:5] == ["run", "--rm", "--no-deps", "-T", "web"] and args[5:7] == ["python", "manage.py"]:
+    elif args[:5] == ["run", "--rm", "--no-deps", "-T", "manage"] and args[5:7] == ["python", "manage.py"]:
         # A one-off container of the image the web service names: the checkout's fake manage.py.
         import subprocess
         sys.exit(subprocess.run([sys.executable, "manage.py", *args[7:]]).returncode)
@@ -93,7 +93,7 @@ PSQL = [
 ]
 OLD_WEB = "sha256:" + "a1" * 32
 # manage.py in a one-off container of the new image (migrations run before `deploy`).
-NEW_CODE = [*COMPOSE, "run", "--rm", "--no-deps", "-T", "web", "python", "manage.py"]
+NEW_CODE = [*COMPOSE, "run", "--rm", "--no-deps", "-T", "manage", "python", "manage.py"]
 CHECKS = [
     [*NEW_CODE, "lintmigrations", "--unapplied-migrations", "--quiet", "ok", "ignore"],
     [*NEW_CODE, "clickhouse_migrate", "lint"],

@@ -46,7 +46,23 @@ def config(project: Path) -> dict:
 
 
 def test_it_defines_the_app_and_its_backing_services(config):
-    assert set(config["services"]) == {*APP_SERVICES, *BACKING_SERVICES}
+    assert set(config["services"]) == {*APP_SERVICES, *BACKING_SERVICES, "manage"}
+
+
+def started_by_up(config: dict) -> dict:
+    """The services `up` starts: all but those in a profile (`manage`, for one-off commands)."""
+    return {name: service for name, service in config["services"].items() if not service.get("profiles")}
+
+
+def test_the_one_off_service_is_the_web_image_in_a_profile_that_up_never_starts(config):
+    manage, web = config["services"]["manage"], config["services"]["web"]
+    assert manage["profiles"] == ["tools"]
+    assert manage["restart"] == "no"
+    assert manage["image"] == web["image"]
+    assert manage["environment"] == web["environment"]
+    assert manage["volumes"] == web["volumes"]
+    assert "ports" not in manage
+    assert "manage" not in started_by_up(config)
 
 
 def test_the_app_services_run_one_image_built_from_this_checkout(config, project):
@@ -76,7 +92,7 @@ def test_backing_services_use_pinned_official_images(config):
 
 
 def test_every_service_has_a_health_check_and_a_restart_policy(config):
-    for name, service in config["services"].items():
+    for name, service in started_by_up(config).items():
         assert service["restart"] == "unless-stopped", name
         check = service["healthcheck"]
         assert check["test"][0] in {"CMD", "CMD-SHELL"}, name
@@ -87,7 +103,7 @@ def test_every_service_has_a_health_check_and_a_restart_policy(config):
 def test_health_checks_survive_engines_that_split_arguments_at_spaces(config):
     # podman's Docker API splits exec-form health check arguments at spaces, which turns
     # `python -c "import a; b"` into a syntax error: exec-form arguments carry no spaces.
-    for name, service in config["services"].items():
+    for name, service in started_by_up(config).items():
         test = service["healthcheck"]["test"]
         if test[0] == "CMD":
             assert not any(" " in argument for argument in test[1:]), (name, test)
