@@ -133,8 +133,12 @@ def scene(project, backend, tmp_path):
     project.updates.mkdir(exist_ok=True)
     subprocess.run(["chown", "-R", f"{APP_UID}:{APP_UID}", str(project.data_dir)], check=True)
     yield made
-    for folder, mode in reversed(opened):
-        folder.chmod(mode)
+    # Only this test's own folder gets its mode back: the ancestors (pytest's base temp,
+    # one per worker and one per run) are shared by the tests on the other xdist workers,
+    # whose attacker steps must keep passing through them (search only, never listing).
+    for folder, mode in opened:
+        if folder == tmp_path:
+            folder.chmod(mode)
 
 
 def plant_trigger(project, fields: dict) -> str:

@@ -14,10 +14,11 @@ import re
 
 import pytest
 
+from contract import events
 from tests.e2e.conftest import add_release, wait_for
 
 pytestmark = pytest.mark.slow
-STEPS = ["preflight", "backup", "fetch", "build", "deploy", "migrate", "healthcheck"]
+STEPS = list(events.STEPS)  # SPEC §7: migrate before deploy
 
 
 def offer_path(site, *, breakage: str | None = None) -> None:
