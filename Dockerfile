@@ -50,11 +50,14 @@ COPY . /app
 # Static files are collected at build time (whitenoise serves them with hashed names).
 # Settings refuse DEBUG=false with the development key, so collectstatic gets a throwaway
 # build-only key; the data dir it touches is a temporary folder removed in the same layer.
+# The code is made readable by the app user whatever the umask of the checkout: the agent
+# checks releases out under the unit's UMask=0027 (files 0640 root: the app could not read VERSION).
 RUN SECRET_KEY=build-only-collectstatic-key-never-used-at-runtime \
     OPENTRACE_DATA_DIR=/tmp/build-data \
     python manage.py collectstatic --noinput --verbosity 0 \
     && rm -rf /tmp/build-data \
     && python -c "import pathlib; assert pathlib.Path('/app/VERSION').read_text().strip()" \
+    && chmod -R u+rwX,go+rX,go-w /app \
     && mkdir -p /app/data \
     && chown opentrace:opentrace /app/data
 
