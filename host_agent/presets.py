@@ -15,7 +15,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from host_agent.backup import BackupTools
+from host_agent.backup import BackupTools, data_owner
 from host_agent.config import AgentConfig
 from host_agent.engine import ContainerState, Engine, EngineError, project_name, split_image
 from host_agent.errors import StepFailed
@@ -85,6 +85,7 @@ class LocalPreset(Preset):
             project_dir=self.config.project_dir,
             env=self.config.env,
             python_cmd=[self.config.python],
+            owner=data_owner(self.config.data_dir),
             clickhouse=self.config.env.get("OPENTRACE_AGENT_BACKUP_CLICKHOUSE", "1") != "0",
         )
 
@@ -213,11 +214,6 @@ class ComposePreset(Preset):
         # pg_dump/pg_restore run inside the database container, over its local socket, with
         # the user and database the official image was started with: no password on the host.
         in_db = [*compose, "exec", "-T", DB_SERVICE, "sh", "-c"]
-        try:
-            info = data_dir.stat()
-            writer = (info.st_uid, info.st_gid)
-        except FileNotFoundError:
-            writer = None
         return BackupTools(
             data_dir=data_dir,
             project_dir=self.config.project_dir,
@@ -231,7 +227,8 @@ class ComposePreset(Preset):
                 '-U "$POSTGRES_USER" -d "$POSTGRES_DB"',
             ],
             runtime_path=runtime_path,
-            writer=writer,
+            owner=data_owner(data_dir),
+            python_as_owner=False,
             clickhouse=self.config.env.get("OPENTRACE_AGENT_BACKUP_CLICKHOUSE", "1") != "0",
         )
 
