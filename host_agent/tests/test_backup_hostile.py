@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs the agent as roo
 
 
 def give_to_app(path: Path) -> None:
-    for folder, dirs, files in os.walk(path):
+    for folder, _dirs, files in os.walk(path):
         os.chown(folder, APP_UID, APP_UID)
         for name in files:
             os.chown(os.path.join(folder, name), APP_UID, APP_UID, follow_symlinks=False)
@@ -105,7 +105,8 @@ def test_a_set_is_private_even_when_the_backup_is_run_by_hand_with_umask_022(pro
     assert stat.S_IMODE((project.data_dir / "backups").stat().st_mode) == 0o700
     assert stat.S_IMODE(set_dir.stat().st_mode) == 0o700
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in set_dir.rglob("*") if p.is_file()}
-    assert modes and set(modes.values()) == {0o600}, modes
+    assert modes
+    assert set(modes.values()) == {0o600}, modes
 
 
 def test_a_file_swapped_for_a_link_during_the_backup_walk_never_brings_a_root_only_file_in(
@@ -136,7 +137,8 @@ def test_a_file_swapped_for_a_link_during_the_backup_walk_never_brings_a_root_on
         assert not any(SECRET in content for content in archived.values())
         assert "uploads/f000" in archived
         # The planted link is archived as what it is, a link (a restore refuses it).
-        assert "uploads/planted" in archived and archived["uploads/planted"] == b""
+        assert "uploads/planted" in archived
+        assert archived["uploads/planted"] == b""
 
 
 def test_a_planted_outward_link_refuses_the_restore_and_changes_nothing(project, backend, hostile):
@@ -154,7 +156,8 @@ def test_a_planted_outward_link_refuses_the_restore_and_changes_nothing(project,
 
     for attempt in (dry, real):
         assert attempt.returncode == 1, attempt.stdout
-        assert "uploads/escape" in attempt.stderr and "nothing restored" in attempt.stderr
+        assert "uploads/escape" in attempt.stderr
+        assert "nothing restored" in attempt.stderr
         assert "Traceback" not in attempt.stderr
     # Refused before anything was touched: the database and the files are as they were.
     assert project.db_rows() == [(1, "written after the backup")]
