@@ -277,3 +277,27 @@ def test_clickhouse_tables_round_trip_through_the_engines_own_snapshot(tmp_path)
 
     # The rows are back, and the table created after the backup is gone.
     assert clickhouse(store) == "[(1, 'a'), (2, 'b')] 0"
+
+
+def test_a_sqlite_restore_keeps_the_updates_own_record_and_rewinds_the_rest(project, backend):
+    with sqlite3.connect(project.data_dir / "opentrace.sqlite3") as db:
+        db.execute("CREATE TABLE updates_updaterun (id TEXT PRIMARY KEY, status TEXT)")
+        db.execute(
+            "CREATE TABLE updates_updateevent (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, seq INT)"
+        )
+        db.execute("INSERT INTO updates_updaterun VALUES ('r1', 'running')")
+        db.execute("INSERT INTO updates_updateevent (run_id, seq) VALUES ('r1', 1)")
+    done = run_agent(project, backend, "backup")
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(project.data_dir / "opentrace.sqlite3") as db:
+        db.execute("UPDATE updates_updaterun SET status = 'rolled_back'")
+        db.execute("INSERT INTO updates_updateevent (run_id, seq) VALUES ('r1', 2), ('r1', 3)")
+        db.execute("UPDATE notes SET text = 'changed by the failed release'")
+
+    restored = restore(project, Path(done.stdout.strip()))
+
+    assert restored.returncode == 0, restored.stderr
+    with sqlite3.connect(project.data_dir / "opentrace.sqlite3") as db:
+        assert db.execute("SELECT status FROM updates_updaterun").fetchall() == [("rolled_back",)]
+        assert db.execute("SELECT seq FROM updates_updateevent ORDER BY seq").fetchall() == [(1,), (2,), (3,)]
+    assert project.db_rows() == [(1, "written before the update")]
