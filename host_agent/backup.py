@@ -449,13 +449,29 @@ def _snapshot_clickhouse(tools: BackupTools, set_fd: int, name: str) -> dict[str
             os.close(clickhouse_fd)
         return schema
     finally:
-        _run(
-            tools.manage("clickhouse_snapshot", "unfreeze", snapshot),
-            cwd=tools.project_dir,
-            env=tools.env,
-            what="ClickHouse unfreeze",
-            user=tools.python_user(),
-        )
+        _unfreeze(tools, snapshot)
+
+
+def _unfreeze(tools: BackupTools, snapshot: str) -> None:
+    """The set has its own links now: the freeze goes (only links to parts, nothing else)."""
+    root = tools.chdb_path()
+    if root is None:
+        return  # a server's BACKUP stays on its disk
+    try:
+        root_fd = safefs.open_dir(root)
+    except (OSError, safefs.Unsafe):
+        return
+    try:
+        shadow_fd = safefs.open_below(root_fd, Path("shadow"))
+    except (OSError, safefs.Unsafe):
+        os.close(root_fd)
+        return
+    try:
+        # rmtree with a dir_fd never follows a link, whatever the app put there meanwhile.
+        shutil.rmtree(snapshot, dir_fd=shadow_fd, ignore_errors=True)
+    finally:
+        os.close(shadow_fd)
+        os.close(root_fd)
 
 
 def _safe(name: object, what: str) -> str:
