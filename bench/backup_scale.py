@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PYTHON, ROOT, machine, write_results  # noqa: E402
+from bench.common import PYTHON, ROOT, machine, write_results
 
 SIZES = (100_000, 1_000_000, 10_000_000)
 SEED = textwrap.dedent(
@@ -34,9 +34,11 @@ SEED = textwrap.dedent(
     engine = session.Session(sys.argv[1])
     engine.query(
         "INSERT INTO opentrace.events (project_id, event_id, event, distinct_id, timestamp, properties, url) "
-        "SELECT 1, generateUUIDv4(), ['pageview', 'click', 'signup'][number % 3 + 1], toString(number % 50000), "
+        "SELECT 1, generateUUIDv4(), ['pageview', 'click', 'signup'][number % 3 + 1], "
+        "toString(number % 50000), "
         "toDateTime64('2026-01-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 5000000), "
-        "concat('{\\"n\\": ', toString(number), '}'), concat('https://example.com/p/', toString(number % 977)) "
+        "concat('{\\"n\\": ', toString(number), '}'), "
+        "concat('https://example.com/p/', toString(number % 977)) "
         "FROM numbers(" + sys.argv[2] + ")"
     )
     engine.query("OPTIMIZE TABLE opentrace.events FINAL")
@@ -74,7 +76,8 @@ def timed(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
         raise SystemExit(f"{argv[:3]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", done.stderr)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
-    assert wall and rss, done.stderr[-2000:]
+    assert wall, done.stderr[-2000:]
+    assert rss, done.stderr[-2000:]
     hours, minutes, seconds = wall.groups()
     return {
         "seconds": round(int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds), 2),

@@ -8,12 +8,14 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
+from updates.backups_page import may_see_backups
 from updates.formatting import format_duration, format_instant
 from updates.models import UpdateRun
 from updates.outcome import readable_steps
 
 # "System updates" is a custom page listed first in the admin's Settings section.
 admin.site.register_settings_page("System updates", "updates_system", order=0)
+admin.site.register_settings_page("Backups", "updates_backups", allowed=may_see_backups, order=5)
 
 
 def _may_see_history(request: HttpRequest) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import path
 
-from updates import views
+from updates import backups_page, views
 
 
 def _page(view):  # type: ignore[no-untyped-def]
@@ -22,4 +22,5 @@ urlpatterns = [
     path("updates/system/install/start/", _page(views.install), name="updates_install"),
     path("updates/system/runs/<uuid:run_id>/cancel/", _page(views.cancel_run), name="updates_cancel"),
     path("updates/system/progress/", _page(views.progress), name="updates_progress"),
+    path("updates/backups/", _page(backups_page.backups), name="updates_backups"),
 ]

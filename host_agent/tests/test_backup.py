@@ -23,6 +23,7 @@ from host_agent.backup import (
     restore_all,
     restore_database,
 )
+from host_agent.backup_report import verify_set
 from host_agent.clock import UTC
 from host_agent.tests.conftest import AGENT_ROOT, agent_env, run_agent
 
@@ -301,3 +302,49 @@ def test_a_sqlite_restore_keeps_the_updates_own_record_and_rewinds_the_rest(proj
         assert db.execute("SELECT status FROM updates_updaterun").fetchall() == [("rolled_back",)]
         assert db.execute("SELECT seq FROM updates_updateevent ORDER BY seq").fetchall() == [(1,), (2,), (3,)]
     assert project.db_rows() == [(1, "written before the update")]
+
+
+def test_a_backup_is_verified_by_a_test_restore_and_a_damaged_one_fails(project, backend, backed_up):
+    verification = json.loads((backed_up / "verification.json").read_text())
+    assert verification["state"] == "verified"
+    assert verification["detail"].endswith("scratch database, tables: 1")
+
+    (backed_up / "database.sqlite3").write_bytes(b"SQLite format 3\x00 but not really")
+    done = run_agent(project, backend, "verify", backed_up.name)
+
+    assert done.returncode == 1
+    result = json.loads(done.stdout)[backed_up.name]
+    assert result["state"] == "failed"
+    assert "database.sqlite3" in result["detail"]
+
+
+@pytest.mark.skipif(not _pg_available(), reason="needs PostgreSQL on 127.0.0.1:5432 and pg_restore")
+def test_a_postgresql_set_is_verified_in_a_scratch_database_that_is_dropped_after(project):
+    name = f"ot_agent_{uuid.uuid4().hex[:8]}"
+    admin = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-v", "ON_ERROR_STOP=1"]
+    subprocess.run([*admin, "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    try:
+        subprocess.run(
+            [*admin, "-d", name, "-c", "CREATE TABLE a (id int); CREATE TABLE b (id int)"], check=True
+        )
+        tools = BackupTools(
+            data_dir=project.data_dir,
+            project_dir=project.checkout,
+            env={**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}"},
+            python_cmd=[],
+            clickhouse=False,
+        )
+        backup = create_backup(tools, from_version="1.1.5", commit="c")
+
+        assert verify_set(tools, backup)["detail"].endswith("tables: 2")
+        scratch = subprocess.run(
+            [*admin, "-At", "-c", "SELECT count(*) FROM pg_database WHERE datname LIKE 'opentrace_verify_%'"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        assert scratch == "0"
+    finally:
+        subprocess.run(
+            [*admin, "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False, capture_output=True
+        )

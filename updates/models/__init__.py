@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from updates.channels.models import NotificationChannel
 from updates.models.agents import AgentHeartbeat
+from updates.models.backups import BackupSet, Verification
 from updates.models.registry import RegistryCheck, RegistryState
 from updates.models.runs import (
     EventIn,
@@ -14,6 +15,7 @@ from updates.models.runs import (
 
 __all__ = [
     "AgentHeartbeat",
+    "BackupSet",
     "EventIn",
     "NotificationChannel",
     "RegistryCheck",
@@ -23,4 +25,5 @@ __all__ = [
     "TransitionRefused",
     "UpdateEvent",
     "UpdateRun",
+    "Verification",
 ]
