@@ -141,3 +141,44 @@ def test_a_failed_restore_changes_nothing_the_record_included(tmp_path):
         pk=run.pk, requested_at__lte=timezone.now() + timedelta(seconds=1)
     ).exists()
     assert uuid.UUID(str(run.pk))
+
+
+def test_the_progress_json_never_shows_an_earlier_state_across_a_restore(client, tmp_path):
+    admin = User.objects.create_superuser("admin", "admin@example.com", "pw")
+    client.force_login(admin)
+    run = make_run(user=admin)
+    run.record_events(
+        [event(1, kind="run", state="running"), event(2, kind="step", step="preflight", state="started")]
+    )
+    tools = tools_for(tmp_path)
+    set_dir = create_backup(tools, from_version="1.1.5", commit="c" * 40)
+    url = f"/admin/updates/system/progress/?run={run.pk}"
+    shown = []
+
+    def poll() -> None:
+        body = client.get(url).json()["run"]
+        shown.append((body["status_rank"], len(body["steps"]), body["status"]))
+
+    poll()
+    run.record_events(
+        [
+            event(3, kind="step", step="preflight", state="succeeded"),
+            event(4, kind="step", step="backup", state="started"),
+            event(5, kind="step", step="rollback", state="started"),
+        ]
+    )
+    poll()
+    connections.close_all()
+    restore_database(tools, set_dir, read_manifest(set_dir))
+    poll()
+    run.record_events(
+        [event(6, kind="step", step="rollback", state="succeeded"), event(7, kind="run", state="rolled_back")]
+    )
+    poll()
+
+    ranks = [rank for rank, _, _ in shown]
+    steps = [count for _, count, _ in shown]
+    assert ranks == sorted(ranks)
+    assert steps == sorted(steps)
+    assert shown[2][2] == "running"  # after the restore: still where it was, not "requested"
+    assert shown[-1][2] == "rolled_back"
