@@ -33,7 +33,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,8 @@ class BackupTools:
     pg_dump: str = "pg_dump"
     pg_restore: str = "pg_restore"
     psql: str = "psql"
-    extra: dict[str, Any] = field(default_factory=dict)
+    # False: ClickHouse is a server (compose), whatever CLICKHOUSE_URL says on the host.
+    clickhouse_embedded: bool | None = None
 
     @property
     def database_url(self) -> str:
@@ -136,6 +137,8 @@ class BackupTools:
         return Path(path[1:]) if path.startswith("//") else Path(path.lstrip("/"))
 
     def chdb_path(self) -> Path | None:
+        if self.clickhouse_embedded is False:
+            return None
         url = self.env.get("CLICKHOUSE_URL") or f"chdb://{self.data_dir / 'clickhouse'}"
         parts = urlsplit(url)
         return Path(parts.path) if parts.scheme == "chdb" else None
@@ -245,6 +248,20 @@ def helper_python(user: tuple[int, int] | None) -> str:
     return sys.executable
 
 
+def _open_sqlite_source(tools: BackupTools, source: Path) -> int:
+    """The app's SQLite file, opened without following a link; it must be the data dir owner's."""
+    try:
+        fd = os.open(source, safefs.FILE_FLAGS)
+    except OSError as exc:
+        raise BackupError(f"the SQLite file {source}: {exc.strerror} (a link is never followed)") from None
+    info = os.fstat(fd)
+    owner = tools.owner[0] if tools.owner is not None else None
+    if not stat.S_ISREG(info.st_mode) or (owner is not None and info.st_uid != owner):
+        os.close(fd)
+        raise BackupError(f"the SQLite file {source} is not a regular file of the data dir's owner")
+    return fd
+
+
 def _sqlite_copy(source: Path, target: Path) -> None:
     """SQLite's online backup: a consistent copy even while the app writes (it waits for locks)."""
     try:
@@ -335,6 +352,9 @@ def create_backup(
         try:
             manifest = _fill_set(tools, set_fd, name, moment, from_version, commit, log)
             write_json(safefs.fd_path(set_fd, "manifest.json"), manifest)
+        except BaseException:
+            shutil.rmtree(partial, dir_fd=backups_fd, ignore_errors=True)
+            raise
         finally:
             os.close(set_fd)
         os.rename(partial, name, src_dir_fd=backups_fd, dst_dir_fd=backups_fd)
@@ -370,8 +390,13 @@ def _fill_set(
         source = tools.sqlite_path()
         if source.exists():
             os.close(safefs.create_private(set_fd, "database.sqlite3"))
-            # The backup API copies a consistent snapshot even while the app writes.
-            _sqlite_copy(source, here / "database.sqlite3")
+            source_fd = _open_sqlite_source(tools, source)
+            try:
+                # The backup API copies a consistent snapshot even while the app writes; it
+                # reads the inode opened here, never a name swapped meanwhile.
+                _sqlite_copy(safefs.fd_path(source_fd), here / "database.sqlite3")
+            finally:
+                os.close(source_fd)
         log(f"database: SQLite {source} copied")
     else:
         with os.fdopen(safefs.create_private(set_fd, "database.pgdump"), "wb") as out:

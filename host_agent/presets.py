@@ -229,6 +229,7 @@ class ComposePreset(Preset):
             runtime_path=runtime_path,
             owner=data_owner(data_dir),
             python_as_owner=False,
+            clickhouse_embedded=False,
             clickhouse=self.config.env.get("OPENTRACE_AGENT_BACKUP_CLICKHOUSE", "1") != "0",
         )
 

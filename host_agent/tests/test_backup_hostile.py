@@ -204,3 +204,22 @@ def test_a_set_the_app_planted_is_not_restored(project, backend, hostile):
 
     assert attempt.returncode == 1
     assert "belongs to uid 10001" in attempt.stderr
+
+
+def test_a_sqlite_file_swapped_for_a_link_to_a_root_only_database_is_refused(
+    project, backend, hostile, tmp_path
+):
+    root_db = tmp_path / "root-only.sqlite3"
+    with sqlite3.connect(root_db) as db:
+        db.execute("CREATE TABLE secrets (value TEXT)")
+        db.execute("INSERT INTO secrets VALUES ('root only')")
+    root_db.chmod(0o600)
+    live = project.data_dir / "opentrace.sqlite3"
+    live.unlink()
+    live.symlink_to(root_db)
+
+    done = run_agent(project, backend, "backup")
+
+    assert done.returncode == 1
+    assert "a link is never followed" in done.stderr
+    assert not list((project.data_dir / "backups").iterdir())
