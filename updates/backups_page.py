@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
@@ -20,7 +21,6 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from opentrace.clickhouse import client as clickhouse
-from tracking.models import Project
 from updates.formatting import format_duration
 from updates.models import BackupSet
 
@@ -76,7 +76,10 @@ def discarded_by(backup: BackupSet) -> Discard:
         events=events,
         events_error=error,
         users=get_user_model().objects.filter(date_joined__gt=backup.created_at).count(),
-        projects=Project.objects.filter(created_at__gt=backup.created_at).count(),
+        # By name: updates does not import tracking (tracking's hold reads updates' runs).
+        projects=apps.get_model("tracking", "Project")
+        .objects.filter(created_at__gt=backup.created_at)
+        .count(),
         admin_changes=LogEntry.objects.filter(action_time__gt=backup.created_at).count(),
     )
 
