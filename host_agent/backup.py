@@ -90,8 +90,10 @@ class BackupTools:
     pg_dump: str = "pg_dump"
     pg_restore: str = "pg_restore"
     psql: str = "psql"
-    # False: ClickHouse is a server (compose), whatever CLICKHOUSE_URL says on the host.
+    # False: CLICKHOUSE_URL is the containers', not the host's (compose): the engine says
+    # where it is, and `container_data_dir` maps that back to the host.
     clickhouse_embedded: bool | None = None
+    container_data_dir: str | None = None
 
     @property
     def database_url(self) -> str:
@@ -142,6 +144,17 @@ class BackupTools:
         url = self.env.get("CLICKHOUSE_URL") or f"chdb://{self.data_dir / 'clickhouse'}"
         parts = urlsplit(url)
         return Path(parts.path) if parts.scheme == "chdb" else None
+
+    def engine_root(self, schema: dict[str, Any]) -> Path | None:
+        """Where an embedded engine's files are on this host, for a schema it wrote."""
+        local = self.chdb_path()
+        if local is not None:
+            return local
+        root = str(schema.get("root") or "")
+        inside = (self.container_data_dir or "").rstrip("/")
+        if inside and root.startswith(inside + "/") and ".." not in Path(root).parts:
+            return self.data_dir / root[len(inside) + 1 :]
+        return None
 
     def python_user(self) -> tuple[int, int] | None:
         return self.owner if self.python_as_owner else None
@@ -457,9 +470,10 @@ def _snapshot_clickhouse(tools: BackupTools, set_fd: int, name: str) -> dict[str
         what="ClickHouse freeze",
         user=tools.python_user(),
     )
+    schema: dict[str, Any] = {}
     try:
         try:
-            schema: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+            schema = json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError):
             raise BackupError(f"ClickHouse freeze printed no schema: {out[-400:]!r}") from None
         clickhouse_fd = safefs.private_dir(set_fd, "clickhouse", what="the set's clickhouse/")
@@ -474,12 +488,12 @@ def _snapshot_clickhouse(tools: BackupTools, set_fd: int, name: str) -> dict[str
             os.close(clickhouse_fd)
         return schema
     finally:
-        _unfreeze(tools, snapshot)
+        _unfreeze(tools, snapshot, schema)
 
 
-def _unfreeze(tools: BackupTools, snapshot: str) -> None:
+def _unfreeze(tools: BackupTools, snapshot: str, schema: dict[str, Any]) -> None:
     """The set has its own links now: the freeze goes (only links to parts, nothing else)."""
-    root = tools.chdb_path()
+    root = tools.engine_root(schema)
     if root is None:
         return  # a server's BACKUP stays on its disk
     try:
@@ -507,8 +521,9 @@ def _safe(name: object, what: str) -> str:
 
 def _link_frozen_parts(tools: BackupTools, schema: dict[str, Any], clickhouse_fd: int) -> None:
     """Hard-link the frozen parts into the set, reading the shadow dir by descriptor only."""
-    root = tools.chdb_path()
-    assert root is not None
+    root = tools.engine_root(schema)
+    if root is None:
+        raise BackupError(f"the embedded engine's path {schema.get('root')!r} is not in the data dir")
     try:
         root_fd = safefs.open_dir(root)
     except (OSError, safefs.Unsafe) as exc:
@@ -740,8 +755,8 @@ def check_restore(tools: BackupTools, directory: Path, *, include_data_dir: bool
         raise BackupError(f"the backup holds a {kind} database but DATABASE_URL is {tools.database_kind()}")
     schema = _load_schema(directory, manifest)
     if schema is not None:
-        expected = "embedded" if tools.chdb_path() is not None else "server"
-        if schema["engine"] != expected:
+        expected = "embedded" if tools.engine_root(schema) is not None else "server"
+        if schema["engine"] != expected and tools.clickhouse_embedded is not False:
             raise BackupError(
                 f"the set's ClickHouse snapshot is from the {schema['engine']} engine; "
                 f"this install uses a {expected} one"
@@ -870,7 +885,7 @@ def restore_clickhouse(tools: BackupTools, directory: Path, manifest: dict[str, 
         return "clickhouse: not in this backup set"
     schema = _load_schema(directory, manifest)
     assert schema is not None
-    chdb = tools.chdb_path()
+    chdb = tools.engine_root(schema)
     # The staging dir sits where the engine's process can move parts from: inside the engine
     # path (the same file system as its tables) or, for a server, in the data dir.
     where = chdb if schema["engine"] == "embedded" and chdb is not None else tools.data_dir

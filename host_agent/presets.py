@@ -230,6 +230,7 @@ class ComposePreset(Preset):
             owner=data_owner(data_dir),
             python_as_owner=False,
             clickhouse_embedded=False,
+            container_data_dir=inside,
             clickhouse=self.config.env.get("OPENTRACE_AGENT_BACKUP_CLICKHOUSE", "1") != "0",
         )
 

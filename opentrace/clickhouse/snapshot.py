@@ -119,7 +119,14 @@ def freeze(name: str) -> dict[str, Any]:
             elif engine not in _NO_DATA:
                 raise SnapshotError(f"table {table} has engine {engine}, which cannot be snapshotted")
             entries.append(entry)
-    return {"format": 1, "engine": "embedded", "database": db, "backup": name, "tables": entries}
+    return {
+        "format": 1,
+        "engine": "embedded",
+        "database": db,
+        "backup": name,
+        "root": str(root),  # as this process sees it (in a container: its own path)
+        "tables": entries,
+    }
 
 
 def unfreeze(name: str) -> None:
