@@ -126,7 +126,7 @@ def write_archive(root: str, skip: set[str], out: BinaryIO) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="the data-dir archive of a backup set, tar.gz on stdout")
     parser.add_argument("data_dir")
     parser.add_argument("--skip", action="append", default=[], help="a path relative to DATA_DIR")
     args = parser.parse_args(argv)

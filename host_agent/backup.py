@@ -246,8 +246,34 @@ def _agent_python(
     tools: BackupTools, module: str, *args: str, user: tuple[int, int] | None, **kw: Any
 ) -> str:
     """One of the agent's own helpers (host_agent.archive, host_agent.sqlite_restore) as `user`."""
-    env = {**tools.env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(AGENT_ROOT)}
-    return _run([helper_python(user), "-m", module, *args], cwd=AGENT_ROOT, env=env, user=user, **kw)
+    env = {**tools.env, "PYTHONDONTWRITEBYTECODE": "1"}
+    # The helper's source is read here and passed with -c: the data dir's owner need not be
+    # able to read the agent's install (it may sit in a root-only directory).
+    return _run([helper_python(user), "-c", helper_source(module), *args], cwd="/", env=env, user=user, **kw)
+
+
+_HELPERS = {
+    "host_agent.archive": ("host_agent/archive.py",),
+    "host_agent.sqlite_restore": (
+        "contract/record.py",
+        "host_agent/record.py",
+        "host_agent/sqlite_restore.py",
+    ),
+}
+
+
+def helper_source(module: str) -> str:
+    """One self-contained script: the helper's module and the project modules it imports."""
+    parts = []
+    for name in _HELPERS[module]:
+        lines = (AGENT_ROOT / name).read_text(encoding="utf-8").splitlines()
+        parts += [
+            line
+            for line in lines
+            if line.strip() != "from __future__ import annotations"
+            and not line.startswith(("from contract.record import", "from host_agent.record import"))
+        ]
+    return "from __future__ import annotations\n" + "\n".join(parts) + "\n"
 
 
 def helper_python(user: tuple[int, int] | None) -> str:
