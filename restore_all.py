@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """Restore an OpenTrace backup set: `restore_all.py <backup dir> [--dry-run]` (SPEC §8).
 
-Every file's size and SHA-256 is checked against the set's `manifest.json` before anything
-is restored; a damaged set restores nothing. Then the database (SQLite backup API, or
-PostgreSQL's public schema emptied and the dump applied in one transaction), the
-ClickHouse tables and the rest of the data dir are restored.
+Everything is checked before anything is touched: every file's size and SHA-256 against the
+set's `manifest.json` (no file may be a link), the ClickHouse schema and parts, and every
+member of `data.tar.gz` (tarfile's `data` filter, and nothing that would replace what a
+restore keeps); any failed check restores nothing. The data dir is then extracted into a
+fresh staging directory beside it. Only then are the database (SQLite backup API, or
+PostgreSQL's public schema emptied and the dump applied in one transaction; the update's own
+record — runs, their events, notices, admin log — kept as it is now), the ClickHouse tables
+(the engine's frozen parts attached again) and the data dir (swapped in) restored.
 Stop OpenTrace first (or expect its processes to see the data change under them).
 Configuration is the agent's: --project-dir, --data-dir, --preset, or their variables; without
 a preset, the agent's (running, or the last one here; `local` on a `make run` install).
---dry-run verifies the set and prints the plan: what a restore would put back, and what it
-would discard.
+--dry-run runs the same checks and prints the plan: what a restore would put back, and what
+it would discard.
 Exit codes: 0 restored (or verified, with --dry-run), 1 damaged or failed, 2 bad usage.
 """
 
@@ -24,7 +28,7 @@ from typing import Any, cast
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from host_agent import effective
-from host_agent.backup import BackupError, restore_all, verify_backup
+from host_agent.backup import BackupError, BackupTools, check_restore, restore_all
 from host_agent.config import AgentConfig, load_config
 from host_agent.errors import AgentError
 from host_agent.presets import make_preset
@@ -44,15 +48,17 @@ def _size(count: float) -> str:
     return f"{count} B"
 
 
-def plan(config: AgentConfig, directory: Path) -> list[str]:
+def plan(config: AgentConfig, tools: BackupTools, directory: Path) -> list[str]:
     """What a restore of `directory` would put back, and what it would throw away (nothing is changed)."""
-    manifest = verify_backup(directory)
-    files = cast(dict[str, dict[str, Any]], manifest["files"])  # verify_backup checked the shape
+    checked = check_restore(tools, directory)
+    manifest = checked.manifest
+    files = cast(dict[str, dict[str, Any]], manifest["files"])  # check_restore checked the shape
     taken = str(manifest.get("created_at") or "?")
     lines = [
         f"backup set {directory.name}: OpenTrace {manifest.get('from_version')} at commit "
         f"{str(manifest.get('commit') or '?')[:12]}, taken {taken}",
         f"verified {len(files)} file(s): every size and SHA-256 matches manifest.json",
+        *checked.lines[1:],
         "a restore would put back:",
     ]
     groups: dict[str, int] = {}
@@ -62,8 +68,8 @@ def plan(config: AgentConfig, directory: Path) -> list[str]:
     lines += [f"  - {what} ({_size(size)})" for what, size in groups.items()]
     lines += [
         "and would discard everything written since it was taken:",
-        f"  - every change to the database since {taken}: update runs and their logs, notices,"
-        " admin log entries, users and settings changed since",
+        f"  - every change to the database since {taken} (users, settings, projects…), except the"
+        " update's own record: runs, their events, notices and admin log entries are kept as they are now",
         f"  - events tracked into ClickHouse since {taken}",
         f"  - files changed in {config.data_dir} since then (except backups/ and the agent's own state)",
         "dry run: nothing restored",
@@ -95,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         preset = effective.preset_in_use(config, flags, os.environ)
         if preset != config.preset:
             config = load_config({**flags, "preset": preset}, os.environ, require_secret=False)
+        tools = make_preset(config, lambda step, lines: None).backup_tools()
         if args.dry_run:
-            # Only the set is read: no engine, database tool or Docker is needed for a plan.
-            lines = plan(config, args.backup_dir.resolve())
+            # The same checks as a restore; only the set is read, nothing is changed.
+            lines = plan(config, tools, args.backup_dir.resolve())
         else:
-            tools = make_preset(config, lambda step, lines: None).backup_tools()
             lines = restore_all(tools, args.backup_dir.resolve())
         for line in lines:
             print(line)

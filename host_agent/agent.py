@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
+from typing import Any
 
 from contract import fetch as registry_fetch
 from contract import trigger as trigger_file
@@ -21,6 +22,7 @@ from contract.registry import RegistryError
 from host_agent import state
 from host_agent.backend import BackendClient
 from host_agent.backup import apply_retention, backup_sets, create_backup
+from host_agent.backup_report import report_sets, verify_set
 from host_agent.clock import UTC
 from host_agent.config import AgentConfig
 from host_agent.dropbox import DropBox
@@ -220,7 +222,21 @@ class Agent:
                 log=lambda line: logger.info("%s", line),
             )
             apply_retention(self.config.backups_dir, self.config.backup_retention, protect=directory)
+            checked = verify_set(tools, directory)
+            logger.info("verification: %s (%s)", checked["state"], checked["detail"])
+            report_sets(self.backend, self.config.backups_dir)
             return str(directory)
+
+    def verify_now(self, name: str | None) -> dict[str, dict[str, Any]]:
+        """`verify [SET]`: the named set, or every set; each result, and the list reported."""
+        tools = make_preset(self.config, lambda step, lines: None).backup_tools()
+        sets = backup_sets(self.config.backups_dir)
+        chosen = [p for p in sets if name is None or p.name == name]
+        if name is not None and not chosen:
+            raise AgentError(f"no backup set named {name!r} in {self.config.backups_dir}")
+        results = {p.name: verify_set(tools, p) for p in chosen}
+        report_sets(self.backend, self.config.backups_dir)
+        return results
 
     # --- loops -------------------------------------------------------------------------
     def start_background(self) -> None:

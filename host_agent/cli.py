@@ -1,4 +1,4 @@
-"""`python3 -m host_agent run|once|status|backup` (SPEC §8)."""
+"""`python3 -m host_agent run|once|status|backup|verify` (SPEC §8)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         "once", parents=[common], help="process a pending trigger and exit (0 ok, 1 failed, 2 rejected)"
     )
     sub.add_parser("status", parents=[common], help="print the agent state as JSON")
-    sub.add_parser("backup", parents=[common], help="make a backup set now")
+    sub.add_parser("backup", parents=[common], help="make a backup set now (and verify it)")
+    verify = sub.add_parser(
+        "verify", parents=[common], help="verify backup sets: checksums and a test restore of the database"
+    )
+    verify.add_argument("set", nargs="?", help="one set's name (default: every set)")
     return parser
 
 
@@ -89,7 +93,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     env = os.environ if environ is None else environ
     try:
         config = load_config(vars(args), env)
-        if args.command == "backup":
+        if args.command in ("backup", "verify"):
             # By hand on a `make run` install: its agent's `local` preset, not the default `compose`.
             preset = effective.preset_in_use(config, vars(args), env)
             if preset != config.preset:
@@ -140,6 +144,10 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
             return agent.run_forever()
         if args.command == "once":
             return agent.run_once()
+        if args.command == "verify":
+            results = agent.verify_now(args.set)
+            print(json.dumps(results, indent=2, sort_keys=True))
+            return EXIT_OK if all(r["state"] == "verified" for r in results.values()) else EXIT_FAILED
         print(agent.backup_now())
         return EXIT_OK
     except LockHeld as exc:

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 from contract.files import UnsafeFile, read_bounded
-from host_agent.backup import BackupTools
+from host_agent.backup import BackupTools, data_owner
 from host_agent.config import AgentConfig
 from host_agent.engine import ContainerState, Engine, EngineError, project_name, split_image
 from host_agent.errors import StepFailed
@@ -122,6 +122,7 @@ class LocalPreset(Preset):
             project_dir=self.config.project_dir,
             env=self.config.env,
             python_cmd=[self.config.python],
+            owner=data_owner(self.config.data_dir),
             clickhouse=self.config.env.get("OPENTRACE_AGENT_BACKUP_CLICKHOUSE", "1") != "0",
         )
 
@@ -283,11 +284,6 @@ class ComposePreset(Preset):
         # pg_dump/pg_restore run inside the database container, over its local socket, with
         # the user and database the official image was started with: no password on the host.
         in_db = [*compose, "exec", "-T", DB_SERVICE, "sh", "-c"]
-        try:
-            info = data_dir.stat()
-            writer = (info.st_uid, info.st_gid)
-        except FileNotFoundError:
-            writer = None
         return BackupTools(
             data_dir=data_dir,
             project_dir=self.config.project_dir,
@@ -301,7 +297,10 @@ class ComposePreset(Preset):
                 '-U "$POSTGRES_USER" -d "$POSTGRES_DB"',
             ],
             runtime_path=runtime_path,
-            writer=writer,
+            owner=data_owner(data_dir),
+            python_as_owner=False,
+            clickhouse_embedded=False,
+            container_data_dir=inside,
             clickhouse=self.config.env.get("OPENTRACE_AGENT_BACKUP_CLICKHOUSE", "1") != "0",
         )
 

@@ -25,6 +25,7 @@ from host_agent.backup import (
     restore_database,
     verify_backup,
 )
+from host_agent.backup_report import report_sets
 from host_agent.config import AgentConfig
 from host_agent.errors import StepFailed
 from host_agent.git import Git
@@ -121,6 +122,7 @@ def backup(ctx: StepContext) -> str:
     removed = apply_retention(ctx.config.backups_dir, ctx.config.backup_retention, protect=directory)
     if removed:
         ctx.log("backup", [f"retention removed {p.name}" for p in removed])
+    report_sets(ctx.backend, ctx.config.backups_dir)
     return f"backup set {directory.name}"
 
 

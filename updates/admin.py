@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from opentrace.admin_site import OpenTraceAdminSite
 from updates import permissions
+from updates.backups_page import may_see_backups
 from updates.formatting import format_duration, format_instant
 from updates.models import UpdateRun
 from updates.outcome import readable_steps
@@ -17,6 +18,9 @@ from updates.outcome import readable_steps
 # "System updates" is a custom page listed first in the admin's Settings section.
 cast(OpenTraceAdminSite, admin.site).register_settings_page("System updates", "updates_system", order=0)
 cast(OpenTraceAdminSite, admin.site).register_settings_page("Update policy", "updates_policy", order=1)
+cast(OpenTraceAdminSite, admin.site).register_settings_page(
+    "Backups", "updates_backups", allowed=may_see_backups, order=5
+)
 
 
 def _may_see_history(request: HttpRequest) -> bool:

@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import path
 
-from updates import policy_views, views
+from updates import backups_page, policy_views, views
 
 
 def _page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -36,4 +36,5 @@ urlpatterns = [
         _page(policy_views.reschedule),
         name="updates_scheduled_reschedule",
     ),
+    path("updates/backups/", _page(backups_page.backups), name="updates_backups"),
 ]

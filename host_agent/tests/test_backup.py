@@ -23,6 +23,7 @@ from host_agent.backup import (
     restore_all,
     restore_database,
 )
+from host_agent.backup_report import verify_set
 from host_agent.clock import UTC
 from host_agent.tests.conftest import AGENT_ROOT, agent_env, run_agent
 
@@ -241,7 +242,7 @@ def clickhouse(path: Path, *statements: str) -> str:
 
 
 @pytest.mark.slow
-def test_clickhouse_tables_round_trip_through_the_projects_python(tmp_path):
+def test_clickhouse_tables_round_trip_through_the_engines_own_snapshot(tmp_path):
     python = AGENT_ROOT / ".venv" / "bin" / "python"
     if not python.exists():
         pytest.skip("needs the project's .venv (clickhouse-connect and chdb)")
@@ -259,7 +260,14 @@ def test_clickhouse_tables_round_trip_through_the_projects_python(tmp_path):
     env.update(OPENTRACE_DATA_DIR=str(data_dir), PYTHONPATH=str(AGENT_ROOT))
     tools = BackupTools(data_dir=data_dir, project_dir=AGENT_ROOT, env=env, python_cmd=[str(python)])
     backup = create_backup(tools, from_version="1.1.5", commit="c")
-    assert (backup / "clickhouse" / "events.native").exists()
+    schema = json.loads((backup / "clickhouse" / "schema.json").read_text())
+    (events,) = [t for t in schema["tables"] if t["name"] == "events"]
+    assert events["rows"] == 2
+    # The engine's own part, hard-linked: the same inode as the live table's (no copy, no rows read).
+    (part,) = events["parts"]
+    linked = backup / "clickhouse" / "parts" / "events" / part / "checksums.txt"
+    assert linked.stat().st_nlink >= 2
+    assert not list((store / "shadow").glob("*/*")), "the freeze is removed once the set has its links"
     clickhouse(
         store,
         "INSERT INTO opentrace.events VALUES (3, 'after')",
@@ -270,3 +278,73 @@ def test_clickhouse_tables_round_trip_through_the_projects_python(tmp_path):
 
     # The rows are back, and the table created after the backup is gone.
     assert clickhouse(store) == "[(1, 'a'), (2, 'b')] 0"
+
+
+def test_a_sqlite_restore_keeps_the_updates_own_record_and_rewinds_the_rest(project, backend):
+    with sqlite3.connect(project.data_dir / "opentrace.sqlite3") as db:
+        db.execute("CREATE TABLE updates_updaterun (id TEXT PRIMARY KEY, status TEXT)")
+        db.execute(
+            "CREATE TABLE updates_updateevent (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, seq INT)"
+        )
+        db.execute("INSERT INTO updates_updaterun VALUES ('r1', 'running')")
+        db.execute("INSERT INTO updates_updateevent (run_id, seq) VALUES ('r1', 1)")
+    done = run_agent(project, backend, "backup")
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(project.data_dir / "opentrace.sqlite3") as db:
+        db.execute("UPDATE updates_updaterun SET status = 'rolled_back'")
+        db.execute("INSERT INTO updates_updateevent (run_id, seq) VALUES ('r1', 2), ('r1', 3)")
+        db.execute("UPDATE notes SET text = 'changed by the failed release'")
+
+    restored = restore(project, Path(done.stdout.strip()))
+
+    assert restored.returncode == 0, restored.stderr
+    with sqlite3.connect(project.data_dir / "opentrace.sqlite3") as db:
+        assert db.execute("SELECT status FROM updates_updaterun").fetchall() == [("rolled_back",)]
+        assert db.execute("SELECT seq FROM updates_updateevent ORDER BY seq").fetchall() == [(1,), (2,), (3,)]
+    assert project.db_rows() == [(1, "written before the update")]
+
+
+def test_a_backup_is_verified_by_a_test_restore_and_a_damaged_one_fails(project, backend, backed_up):
+    verification = json.loads((backed_up / "verification.json").read_text())
+    assert verification["state"] == "verified"
+    assert verification["detail"].endswith("scratch database, tables: 1")
+
+    (backed_up / "database.sqlite3").write_bytes(b"SQLite format 3\x00 but not really")
+    done = run_agent(project, backend, "verify", backed_up.name)
+
+    assert done.returncode == 1
+    result = json.loads(done.stdout)[backed_up.name]
+    assert result["state"] == "failed"
+    assert "database.sqlite3" in result["detail"]
+
+
+@pytest.mark.skipif(not _pg_available(), reason="needs PostgreSQL on 127.0.0.1:5432 and pg_restore")
+def test_a_postgresql_set_is_verified_in_a_scratch_database_that_is_dropped_after(project):
+    name = f"ot_agent_{uuid.uuid4().hex[:8]}"
+    admin = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-v", "ON_ERROR_STOP=1"]
+    subprocess.run([*admin, "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    try:
+        subprocess.run(
+            [*admin, "-d", name, "-c", "CREATE TABLE a (id int); CREATE TABLE b (id int)"], check=True
+        )
+        tools = BackupTools(
+            data_dir=project.data_dir,
+            project_dir=project.checkout,
+            env={**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}"},
+            python_cmd=[],
+            clickhouse=False,
+        )
+        backup = create_backup(tools, from_version="1.1.5", commit="c")
+
+        assert verify_set(tools, backup)["detail"].endswith("tables: 2")
+        scratch = subprocess.run(
+            [*admin, "-At", "-c", "SELECT count(*) FROM pg_database WHERE datname LIKE 'opentrace_verify_%'"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        assert scratch == "0"
+    finally:
+        subprocess.run(
+            [*admin, "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False, capture_output=True
+        )

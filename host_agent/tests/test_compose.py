@@ -437,8 +437,12 @@ def test_an_irreversible_migration_is_rolled_back_by_restoring_the_backup(projec
     assert engine.image("opentrace/web:local") == OLD_WEB
     assert project.served() == "1.1.5"
     restored = (project.data_dir / "restored-from").read_bytes()
-    assert restored.startswith(b"DROP SCHEMA IF EXISTS public CASCADE;\n")
-    assert restored.endswith(b"-- SQL of: PGDMP a dump of the 1.1.5 database")
+    # The update's record is saved first, the schema emptied, the dump applied, the record put back.
+    saved = restored.index(b"CREATE TEMP TABLE opentrace_keep_0 AS SELECT * FROM public.updates_updaterun")
+    emptied = restored.index(b"DROP SCHEMA IF EXISTS public CASCADE;\n")
+    dump = restored.index(b"-- SQL of: PGDMP a dump of the 1.1.5 database")
+    put_back = restored.rindex(b"INSERT INTO public.updates_updaterun")
+    assert saved < emptied < dump < put_back
     assert "database restored" in " ".join(step_messages(backend, run_id, "rollback"))
 
 

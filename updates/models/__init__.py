@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from updates.channels.models import NotificationChannel
 from updates.models.agents import AcceptedRequest, AgentHeartbeat
+from updates.models.backups import BackupSet, Verification
 from updates.models.policy import ScheduledInstall, ScheduleRefused, ScheduleStatus, UpdatePolicy
 from updates.models.registry import RegistryCheck, RegistryState
 from updates.models.runs import (
@@ -16,6 +17,7 @@ from updates.models.runs import (
 __all__ = [
     "AcceptedRequest",
     "AgentHeartbeat",
+    "BackupSet",
     "EventIn",
     "NotificationChannel",
     "RegistryCheck",
@@ -29,4 +31,5 @@ __all__ = [
     "UpdateEvent",
     "UpdatePolicy",
     "UpdateRun",
+    "Verification",
 ]
