@@ -89,6 +89,8 @@ class Config:
     email_url: dict[str, object] | None
     log_level: str
     tracking_buffer: str = "spool"
+    # While this file exists the web process reports itself draining (/healthz/ready: 503).
+    drain_file: str = ""
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -322,4 +324,5 @@ def load_config(environ_: Mapping[str, str], base_dir: Path) -> Config:
         tracking_buffer=_tracking_buffer(
             "OPENTRACE_TRACKING_BUFFER", r.str("OPENTRACE_TRACKING_BUFFER", "spool") or "spool"
         ),
+        drain_file=r.str("OPENTRACE_DRAIN_FILE", ""),
     )

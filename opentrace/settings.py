@@ -28,6 +28,8 @@ CONFIG = load_config(os.environ, BASE_DIR)
 DATA_DIR = CONFIG.data_dir
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 OPENTRACE_VERSION = running_version()
+OPENTRACE_DRAIN_FILE = CONFIG.drain_file
+HEALTH_CACHE_SECONDS = 1.0  # /healthz runs its checks at most this often per process
 
 DEBUG = CONFIG.debug
 SECRET_KEY = CONFIG.secret_key

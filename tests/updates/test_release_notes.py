@@ -112,7 +112,10 @@ def test_html_in_the_notes_is_shown_as_text():
 
     assert links(html) == []
     assert "<script>" not in html
-    assert html == '<p>&lt;a href="javascript:alert(3)"&gt;click&lt;/a&gt; &lt;script&gt;alert(1)&lt;/script&gt;</p>'
+    assert (
+        html
+        == '<p>&lt;a href="javascript:alert(3)"&gt;click&lt;/a&gt; &lt;script&gt;alert(1)&lt;/script&gt;</p>'
+    )
     assert attributes(html) == []
 
 
