@@ -29,6 +29,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,7 @@ class Prober:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 5.0,
+        make_body: Callable[[], tuple[bytes, str]] | None = None,
     ) -> None:
         self.url = url
         self.interval = interval
@@ -64,16 +68,23 @@ class Prober:
         self.method, self.body, self.headers, self.timeout = method, body, dict(headers or {}), timeout
         self.samples: list[tuple[float, bool, str]] = []  # (unix time, ok, what)
         self.latencies: list[float | None] = []
+        # `make_body` gives each request its own body and a token (an event id): `acked`
+        # holds the tokens of the requests that were answered 200.
+        self.make_body = make_body
+        self.acked: list[str] = []
         self._lock = threading.Lock()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self._pool: list[threading.Thread] = []
 
     def _probe(self) -> tuple[bool, str]:
-        request = urllib.request.Request(self.url, data=self.body, method=self.method, headers=self.headers)
+        body, token = self.make_body() if self.make_body else (self.body, "")
+        request = urllib.request.Request(self.url, data=body, method=self.method, headers=self.headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 raw = response.read()
+                if token and response.status == 200:
+                    self.acked.append(token)
                 if not self.reads_version:
                     return response.status < 400, str(response.status)
                 body = json.loads(raw or b"{}")
@@ -163,6 +174,30 @@ class Prober:
             end = self.samples[-1][0]
             found.append({"start": start, "end": end, "seconds": end - start, "answers": answers})
         return found
+
+
+def track_prober(base: str, key: str, interval: float) -> Prober:
+    """POST /api/track, one event with its own event_id per request."""
+
+    def body() -> tuple[bytes, str]:
+        event_id = str(uuid.uuid4())
+        event = {
+            "event": "downtime-probe",
+            "distinct_id": "prober",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "event_id": event_id,
+            "properties": {},
+        }
+        return json.dumps({"events": [event]}).encode(), event_id
+
+    return Prober(
+        f"{base}/api/track",
+        interval,
+        reads_version=False,
+        method="POST",
+        headers={"X-OpenTrace-Key": key, "Content-Type": "application/json"},
+        make_body=body,
+    )
 
 
 def answers_text(answers: dict[str, dict[str, float]]) -> str:

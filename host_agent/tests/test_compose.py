@@ -76,7 +76,7 @@ FAKE_DOCKER = textwrap.dedent(
     elif args[:3] == ["exec", "-T", "postgres"] and "psql" in args[-1]:
         with open(os.path.join(data, "restored-from"), "wb") as out:
             out.write(sys.stdin.buffer.read())
-    elif args[:3] == ["exec", "-T", "web"] and "migrate_all" in args:
+    elif args[:5] == ["run", "--rm", "--no-deps", "-T", "web"] and "migrate_all" in args:
         version = open("VERSION").read().strip()
         if os.environ.get("FAKE_FAIL") == "migrate:" + version:
             print("migration failed", file=sys.stderr)
@@ -297,7 +297,7 @@ def test_an_update_runs_the_documented_compose_commands(project, backend, fake_d
         [*COMPOSE, "config", "--format", "json"],
         [*COMPOSE, "build"],
         [*COMPOSE, "up", "-d"],
-        [*COMPOSE, "exec", "-T", "web", "python", "manage.py", "migrate_all"],
+        [*COMPOSE, "run", "--rm", "--no-deps", "-T", "web", "python", "manage.py", "migrate_all"],
     ]
     # The running image is kept under :rollback (by id, through the API) before the build.
     assert engine.tags == [(OLD_WEB, "opentrace/web:rollback")]
@@ -418,7 +418,7 @@ def test_a_container_that_exits_after_up_fails_the_deploy_and_is_rolled_back(pro
     assert done.returncode == 1
     assert backend.final_state(run_id) == "rolled_back"
     assert "not running after `up -d`: worker" in " ".join(step_messages(backend, run_id, "deploy"))
-    assert [*COMPOSE, "exec", "-T", "web", "python", "manage.py", "migrate_all"] not in calls()
+    assert [*COMPOSE, "run", "--rm", "--no-deps", "-T", "web", "python", "manage.py", "migrate_all"] not in calls()
     assert engine.image("opentrace/web:local") == OLD_WEB
     assert engine.read()["containers"]["worker"]["status"] == "running"
 

@@ -148,6 +148,26 @@ class ComposeSite(AdminClient):
         assert result["latest"] == version, result
         return commit
 
+    def write_key(self, name: str = "downtime probe") -> str:
+        return self.shell(
+            f"from tracking.models import Project; print(Project.objects.create(name={name!r}).write_key)"
+        )
+
+    def stored_event_ids(self, event: str = "downtime-probe", wait: float = 90) -> set[str]:
+        """The event_ids of `event` in ClickHouse, once the flusher has emptied its buffer."""
+        deadline = time.monotonic() + wait
+        backlog = "from tracking.buffer import get_buffer; print(get_buffer().backlog())"
+        while self.shell(backlog) != "0" and time.monotonic() < deadline:
+            time.sleep(2)
+        query = (
+            "import json; from opentrace.clickhouse import client\n"  # noqa: S608 - parameterised
+            "with client.connect(busy_timeout=60) as c:\n"
+            "    rows = c.query('SELECT DISTINCT toString(event_id) FROM ' + client.database() + '.events '\n"
+            f"                   'WHERE event = {{e:String}}', parameters={{'e': {event!r}}}).result_rows\n"
+            "print(json.dumps([r[0] for r in rows]))"
+        )
+        return set(json.loads(self.shell(query) or "[]"))
+
     # --- what an update left behind ------------------------------------------------------------
     def event_seqs(self, run_id: str) -> list[int]:
         return json.loads(
