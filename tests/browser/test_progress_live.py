@@ -10,6 +10,7 @@ from itertools import pairwise
 
 import pytest
 from django.test import Client
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from tests.browser.live import heartbeat, page_width
@@ -60,7 +61,15 @@ def watch(page) -> None:  # type: ignore[no-untyped-def]
 
 
 def seen(page) -> list[dict]:  # type: ignore[no-untyped-def]
-    return page.evaluate('JSON.parse(sessionStorage.getItem("__seen") || "[]")')
+    # The page reloads itself once the run ends; read the record once that navigation is over.
+    for _ in range(20):
+        page.wait_for_load_state("load")
+        try:
+            return page.evaluate('JSON.parse(sessionStorage.getItem("__seen") || "[]")')
+        except PlaywrightError as error:
+            if "context was destroyed" not in str(error):
+                raise
+    raise AssertionError("the page kept navigating")
 
 
 def open_system(page) -> None:  # type: ignore[no-untyped-def]

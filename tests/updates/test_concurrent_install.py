@@ -9,6 +9,7 @@ the second insert.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -87,6 +88,21 @@ def test_50_concurrent_installs_make_one_run_and_one_trigger(operator, offered, 
     assert trigger.read()["run_id"] == str(run.pk)
 
 
+def waits_on_a_lock(thread: threading.Thread, polls: int = 2000) -> bool:
+    with connection.cursor() as cursor:
+        for _ in range(polls):
+            if not thread.is_alive():
+                return False
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+            time.sleep(0.005)
+    return False
+
+
 def test_a_request_while_another_transaction_holds_an_uncommitted_run_waits_and_is_refused():
     inserted, finish_first = threading.Event(), threading.Event()
     outcome: dict[str, object] = {}
@@ -113,9 +129,11 @@ def test_a_request_while_another_transaction_holds_an_uncommitted_run_waits_and_
     assert inserted.wait(timeout=30)
     contender = threading.Thread(target=second)
     contender.start()
-    # Nothing of the first run is visible to the second transaction yet; only the index knows.
-    contender.join(timeout=1.5)
-    blocked = contender.is_alive()
+    # Nothing of the first run is visible to the second transaction yet; only the index knows,
+    # so PostgreSQL makes the second insert wait on the first transaction's lock. Asked of
+    # PostgreSQL, not inferred from a timed join (a timed wait is also what a shifted clock
+    # cannot do: libfaketime moves the monotonic deadline a year ahead).
+    blocked = waits_on_a_lock(contender)
     finish_first.set()
     holder.join(timeout=30)
     contender.join(timeout=30)
