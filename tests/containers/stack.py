@@ -168,7 +168,7 @@ class Stack:
 
     def container_ids(self) -> dict[str, str]:
         ids = {}
-        for service in ("web", "worker", "beat", "flusher", "postgres", "redis", "clickhouse"):
+        for service in ("proxy", "web", "worker", "beat", "flusher", "postgres", "redis", "clickhouse"):
             ids[service] = self.compose("ps", "-q", service).stdout.strip()
         return ids
 
