@@ -248,47 +248,6 @@ def summarize(prober: Prober, steps: list[dict[str, Any]], requested_at: float, 
     }
 
 
-def print_result(result: dict[str, Any], target_s: float = 5.0) -> None:
-    print(
-        common.table(
-            [[s["step"], s["state"], s["seconds"], s["start"], s["end"]] for s in result["steps"]],
-            ["step", "state", "seconds", "from s", "to s"],
-        )
-    )
-    print()
-    print(
-        common.table(
-            [
-                [w["start"], w["end"], w["seconds"], ", ".join(w["steps"]), answers_text(w["answers"])]
-                for w in result["failure_windows"]
-            ]
-            or [["-", "-", 0.0, "-", "no failed probe"]],
-            ["from s", "to s", "seconds", "during", "answers"],
-        )
-    )
-    met = "met" if result["longest_failure_s"] < target_s else "MISSED"
-    print(
-        f"\noutcome {result['outcome']}; update {result['update_seconds']:.1f} s; {result['probes']} probes, "
-        f"{result['failed_probes']} failed; longest failure {result['longest_failure_s']:.2f} s "
-        f"(target < {target_s:g} s: {met})"
-    )
-
-
-def publish(name: str, result: dict[str, Any], at_start: dict[str, Any], started: float) -> int:
-    """bench/results/<name>.json with the < 5 s target; the exit status: 0 when the update succeeded."""
-    common.write_results(
-        name,
-        {
-            "_machine_at_start": at_start,
-            **result,
-            "target": "longest failure < 5 s",
-            "met": result["longest_failure_s"] < 5,
-        },
-        started,
-    )
-    return 0 if result["outcome"] == "succeeded" else 1
-
-
 def git(cwd: Path, *args: str) -> str:
     from host_agent.tests.conftest import git as run_git
 
