@@ -26,6 +26,10 @@ keepalive = 5
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
+# gunicorn's runtime control socket is one path per user (~/.gunicorn/gunicorn.ctl), shared
+# by every gunicorn of that user, and its server thread in the master stalled forking a new
+# worker for 45 s under load; nothing here uses it.
+control_socket_disable = True
 
 
 def post_worker_init(worker: object) -> None:

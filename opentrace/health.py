@@ -88,11 +88,31 @@ def check_broker() -> None:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
 
 
+# What one run of the checks read from ClickHouse, for the migrations check after it: the
+# embedded engine admits one process at a time, so it is opened once per run, not twice.
+_run = threading.local()
+
+
 def check_clickhouse() -> None:
-    clickhouse.ping(busy_timeout=3.0)
+    _run.ledger = None
+    context = TemplateContext.from_settings()
+    try:
+        with clickhouse.connect(busy_timeout=3.0, connect_timeout=3.0) as client:
+            client.command("SELECT 1")
+            try:
+                _run.ledger = ledger.read(client, context)
+            except Exception:  # the migrations check reads it again and fails on its own
+                logger.warning("reading the ClickHouse migration ledger failed", exc_info=True)
+    except clickhouse.ClickHouseError:
+        raise
+    except Exception as exc:
+        raise clickhouse.ClickHouseUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 def read_ledger() -> dict[str, ledger.LedgerRow]:
+    rows = getattr(_run, "ledger", None)
+    if rows is not None:
+        return rows
     context = TemplateContext.from_settings()
     with clickhouse.connect(busy_timeout=3.0) as client:
         return ledger.read(client, context)
@@ -115,7 +135,10 @@ def unapplied_clickhouse(release: ReleaseMigrations) -> list[str]:
 
 def check_migrations() -> None:
     release = release_migrations()
-    missing = unapplied_django(release) + unapplied_clickhouse(release)
+    try:
+        missing = unapplied_django(release) + unapplied_clickhouse(release)
+    finally:
+        _run.ledger = None
     if missing:
         raise CheckFailed(f"{len(missing)} unapplied migration(s): {', '.join(missing[:5])}")
 
@@ -150,7 +173,7 @@ def draining() -> bool:
     return bool(path) and os.path.exists(path)
 
 
-_last_lock = threading.Lock()
+_refreshing = threading.Lock()
 _last: tuple[float, dict[str, str]] | None = None
 
 
@@ -158,19 +181,28 @@ def recent_checks() -> dict[str, str]:
     """`run_checks()`, run at most once every HEALTH_CACHE_SECONDS by this process.
 
     A proxy, the agent and monitors may ask many times a second; each run opens ClickHouse
-    (about 0.1 s for the embedded engine). Callers that arrive while a run is under way wait
-    for its results instead of starting their own.
+    (about 0.1 s for the embedded engine, seconds while another process holds it). One
+    caller runs the checks; the others meanwhile get the previous results instead of
+    holding a server thread each (only the very first callers wait for a first result).
     """
     global _last
     ttl = settings.HEALTH_CACHE_SECONDS
     if ttl <= 0:
         return run_checks()
-    with _last_lock:
-        if _last is not None and time.monotonic() - _last[0] < ttl:
-            return _last[1]
+    last = _last
+    if last is not None and time.monotonic() - last[0] < ttl:
+        return last[1]
+    if not _refreshing.acquire(blocking=last is None):
+        assert last is not None
+        return last[1]
+    try:
+        if _last is not None and _last is not last and time.monotonic() - _last[0] < ttl:
+            return _last[1]  # another caller refreshed while this one waited for the first run
         results = run_checks()
         _last = (time.monotonic(), results)
         return results
+    finally:
+        _refreshing.release()
 
 
 @never_cache

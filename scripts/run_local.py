@@ -36,8 +36,9 @@ PYTHON = sys.executable
 HOST = os.environ.get("OPENTRACE_HOST", "127.0.0.1")
 PORT = os.environ.get("OPENTRACE_PORT", "8000")
 WEB_READY_TIMEOUT = 60.0  # seconds to wait for the web server before starting the rest anyway
-# One gunicorn worker by default: the embedded ClickHouse engine admits one process at a time.
-WEB_WORKERS = int(os.environ.get("WEB_CONCURRENCY", "1"))
+# Two gunicorn workers (of 8 threads): one Python process is bound to one core. The embedded
+# ClickHouse engine admits one process at a time; /healthz waits for it briefly (3 s).
+WEB_WORKERS = int(os.environ.get("WEB_CONCURRENCY", "2"))
 RELOAD_TIMEOUT = 120.0  # seconds for the new workers to load before the web server is restarted instead
 STOP_TIMEOUTS = {"web": 35.0, "worker": 60.0}  # gunicorn's graceful timeout; a task's warm shutdown
 
