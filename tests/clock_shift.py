@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 ENV = "OPENTRACE_TEST_CLOCK_SHIFT"
-# Set for the processes a shifted run starts: their clock is moved already (by libfaketime).
+# Set for the processes a shifted run starts (their clock is moved by libfaketime).
 SHIFTED = "OPENTRACE_TEST_CLOCK_SHIFTED"
 _SHIFT = re.compile(r"^([+-]?)([0-9]{1,6})([dhms])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
@@ -75,9 +75,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         return
     shift = parse_shift(text)
     offset = f"{int(shift.total_seconds()):+d}"
-    if os.environ.get(SHIFTED) == offset:
-        # Started by a shifted run (a pytest-xdist worker, a nested pytest): libfaketime,
-        # inherited with the environment, already moves this process's clock.
+    if _preloaded():
+        # Started by a shifted test (a nested pytest): libfaketime, inherited with the
+        # environment, already moves this process's clock.
         config.stash[_TRAVELLER] = None
         return
     library = find_libfaketime()
@@ -90,15 +90,34 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     traveller = time_machine.travel(datetime.now(UTC) + shift, tick=True)
     traveller.start()
     config.stash[_TRAVELLER] = traveller
-    # Children inherit these: the agent, git and the fake apps see the same shifted clock.
-    preload = os.environ.get("LD_PRELOAD", "")
-    os.environ["LD_PRELOAD"] = f"{library}:{preload}" if preload else library
     os.environ["FAKETIME"] = offset
     os.environ[SHIFTED] = offset
     # Monotonic clocks move too in the children (durations are unchanged): with only the
     # real-time clock moved, libfaketime's clock_nanosleep makes Python's time.sleep() fail
     # with EINVAL.
     os.environ.pop("FAKETIME_DONT_FAKE_MONOTONIC", None)
+    if _xdist_controller(config):
+        # Its workers are pytest processes too: each moves its own clock with time-machine as
+        # this one does, and preloads libfaketime only for the processes its tests start.
+        # A worker under libfaketime would wait a year in every timed wait (`Event.wait(t)`,
+        # `Thread.join(t)`): the lock's monotonic deadline is moved, the kernel's clock not.
+        return
+    # Children inherit these: the agent, git and the fake apps see the same shifted clock.
+    preload = os.environ.get("LD_PRELOAD", "")
+    os.environ["LD_PRELOAD"] = f"{library}:{preload}" if preload else library
+
+
+def _preloaded() -> bool:
+    try:
+        return "libfaketime" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return False
+    return bool(getattr(config.known_args_namespace, "numprocesses", None))
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -121,6 +121,44 @@ def test_a_pytest_started_by_a_shifted_run_is_shifted_once_not_twice(tmp_path):
     assert "3 passed" in done.stdout
 
 
+WORKER_TEST = """
+import subprocess, sys, threading, time
+
+REAL = {real}
+
+
+def test_a_worker_is_shifted_and_its_timed_waits_end_on_time():
+    assert {low} < time.time() - REAL < {high}
+    started = time.monotonic()
+    assert threading.Event().wait(0.2) is False
+    waiter = threading.Thread(target=threading.Event().wait, args=(60,), daemon=True)
+    waiter.start()
+    waiter.join(timeout=0.2)
+    assert time.monotonic() - started < 30
+
+
+def test_a_process_a_worker_starts_is_shifted_too():
+    child = subprocess.run([sys.executable, "-c", "import time; print(time.time())"],
+                           capture_output=True, text=True, check=True)
+    assert {low} < float(child.stdout) - REAL < {high}
+"""
+
+
+@pytest.mark.skipif(find_libfaketime() is None, reason="needs libfaketime: apt-get install faketime")
+def test_a_distributed_run_shifts_its_workers_whose_timed_waits_still_end(tmp_path):
+    # Workers under libfaketime waited a year in `Event.wait(t)`: the monotonic deadline moved,
+    # the kernel's clock did not. A worker moves its own clock as the controller does.
+    real = time.time()
+    (tmp_path / "test_worker.py").write_text(WORKER_TEST.format(real=real, low=YEAR - 3600, high=YEAR + 600))
+
+    done = pytest_in(
+        tmp_path, "-p", "no:cacheprovider", "-p", "tests.clock_shift", "--clock-shift=365d", "-n", "2"
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+
+
 def test_a_run_with_a_malformed_shift_refuses_to_start(tmp_path):
     done = pytest_in(tmp_path, "-p", "no:cacheprovider", "-p", "tests.clock_shift", "--clock-shift=next year")
     assert done.returncode == 4  # pytest's usage error

@@ -158,7 +158,9 @@ class FakeBackend:
         self.forced_down = value
 
     def _db(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.project.data_dir / "opentrace.sqlite3", timeout=10)
+        # The agent's backup and restore lock this file for a while; on a loaded machine, longer
+        # than 10 s (a read failed with "database is locked").
+        db = sqlite3.connect(self.project.data_dir / "opentrace.sqlite3", timeout=60)
         db.execute(
             "CREATE TABLE IF NOT EXISTS agent_events (run_id TEXT, seq INT, body TEXT, UNIQUE(run_id, seq))"
         )
