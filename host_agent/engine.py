@@ -22,6 +22,7 @@ from host_agent.errors import AgentError
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 ONEOFF_LABEL = "com.docker.compose.oneoff"  # `compose run` containers
+NUMBER_LABEL = "com.docker.compose.container-number"  # what `compose exec --index` selects
 
 
 class EngineError(AgentError):
@@ -38,6 +39,7 @@ class ContainerState:
     id: str = ""
     image_id: str = ""  # the image it runs, whatever its name points to now
     oneoff: bool = False
+    number: str = ""
 
     @property
     def failed(self) -> bool:
@@ -161,6 +163,7 @@ class Engine:
                     id=str(attrs.get("Id") or container.id),
                     image_id=plain_id(str(attrs.get("Image") or "")),
                     oneoff=str(labels.get(ONEOFF_LABEL, "")).lower() == "true",
+                    number=str(labels.get(NUMBER_LABEL, "")),
                 )
             )
         return sorted(states, key=lambda s: (s.service, s.name))

@@ -278,7 +278,7 @@ class ComposePreset(Preset):
             data_dir=data_dir,
             project_dir=self.config.project_dir,
             env=self.config.env,
-            python_cmd=[*compose, "exec", "-T", WEB_SERVICE, "python"],
+            python_cmd=[*self.web_exec("backup"), "python"],
             pg_dump_cmd=[*in_db, 'exec pg_dump -Fc --no-owner -U "$POSTGRES_USER" "$POSTGRES_DB"'],
             pg_restore_cmd=[*in_db, "exec pg_restore --no-owner --file=-"],
             psql_cmd=[
@@ -370,6 +370,19 @@ class ComposePreset(Preset):
         if stopped:
             raise StepFailed(step, f"not running after `up -d`: {', '.join(stopped)}")
         return f"{len(states)} containers of project {self.project} up"
+
+    def web_exec(self, step: str) -> list[str]:
+        """`compose exec -T web`, with `--index` of a running web container when it is not 1.
+
+        A rollout leaves the service with container number 2 (or higher), and docker-compose
+        v1's `exec` looks for number 1 unless told otherwise.
+        """
+        try:
+            numbers = [w.number for w in self.web_containers(step) if w.number]
+        except StepFailed:
+            numbers = []
+        index = ["--index", numbers[0]] if numbers and "1" not in numbers else []
+        return [*self.compose(), "exec", "-T", *index, WEB_SERVICE]
 
     # -- the web service behind the proxy --------------------------------------------------
 

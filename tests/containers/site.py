@@ -98,7 +98,7 @@ class ComposeSite(AdminClient):
 
     # --- the project ------------------------------------------------------------------------
     def manage(self, *args: str) -> str:
-        result = self.stack.compose("exec", "-T", "web", "python", "manage.py", *args, timeout=300)
+        result = self.stack.exec_web("python", "manage.py", *args, timeout=300)
         return result.stdout
 
     def shell(self, code: str) -> str:
@@ -143,7 +143,7 @@ class ComposeSite(AdminClient):
             " >/dev/null 2>&1 & server=$!; sleep 1; python manage.py check_updates --json; "
             "status=$?; kill $server; exit $status"
         )
-        checked = self.stack.compose("exec", "-T", "web", "sh", "-c", script, timeout=120)
+        checked = self.stack.exec_web("sh", "-c", script, timeout=120)
         result = json.loads(checked.stdout.strip().splitlines()[-1])
         assert result["latest"] == version, result
         return commit
