@@ -36,9 +36,10 @@ PYTHON = sys.executable
 HOST = os.environ.get("OPENTRACE_HOST", "127.0.0.1")
 PORT = os.environ.get("OPENTRACE_PORT", "8000")
 WEB_READY_TIMEOUT = 60.0  # seconds to wait for the web server before starting the rest anyway
-# Two gunicorn workers (of 8 threads): one Python process is bound to one core. The embedded
-# ClickHouse engine admits one process at a time; /healthz waits for it briefly (3 s).
-WEB_WORKERS = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# One gunicorn worker (of 8 threads) by default: the embedded ClickHouse engine admits one
+# process at a time. (Two were tried: under a load average of 40 the reload test saw two
+# connection resets; one worker passed it. WEB_CONCURRENCY=2 for more throughput.)
+WEB_WORKERS = int(os.environ.get("WEB_CONCURRENCY", "1"))
 RELOAD_TIMEOUT = 120.0  # seconds for the new workers to load before the web server is restarted instead
 STOP_TIMEOUTS = {"web": 35.0, "worker": 60.0}  # gunicorn's graceful timeout; a task's warm shutdown
 
