@@ -69,7 +69,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=8).status == 200 else 1)"
 
-# WEB_CONCURRENCY sets the number of gunicorn workers.
+# deploy/gunicorn.conf.py: gthread workers (a slow request body holds a thread, not a
+# worker), a 30 s graceful timeout for the drain during an update; WEB_CONCURRENCY sets the
+# number of workers, GUNICORN_THREADS the threads of each.
 CMD ["gunicorn", "opentrace.wsgi:application", "--bind", "0.0.0.0:8000", \
-     "--worker-tmp-dir", "/dev/shm", "--timeout", "60", "--graceful-timeout", "30", \
-     "--access-logfile", "-", "--error-logfile", "-"]
+     "--config", "/app/deploy/gunicorn.conf.py"]

@@ -103,6 +103,84 @@ def downtime_section(heading: str, d: dict[str, Any]) -> list[str]:
     ]
 
 
+def requests_section(heading: str, d: dict[str, Any]) -> list[str]:
+    """Issue 18's format: several updates, three probers each (bench/downtime.py today)."""
+    out = [heading, when(d)]
+    for u in d["updates"]:
+        label = f"{u['from_version']} → {u['to_version']}" + (
+            f", broken at {u['breakage']}" if u["breakage"] else ""
+        )
+        out += [
+            f"**Update {label}: {u['outcome']}**, click → final state {f(u['request_to_end_seconds'])} s.\n",
+            md(
+                [
+                    [s["step"], s["state"], f(s["seconds"], 2), f(s["start"], 2), f(s["end"], 2)]
+                    for s in u["steps"]
+                ],
+                ["step", "state", "seconds", "from (s after the click)", "to"],
+            ),
+            "",
+            md(
+                [
+                    [
+                        name,
+                        p["probes"],
+                        f(p["rate_per_s"], 1),
+                        p["failed_probes"],
+                        f(p["longest_failure_s"], 2),
+                        f(p["latency"].get("p50_s"), 3),
+                        f(p["latency"].get("p99_s"), 3),
+                        "; ".join(
+                            f"{step}: p50 {f(lat.get('p50_s'), 3)}, p99 {f(lat.get('p99_s'), 3)}, "
+                            f"max {f(lat.get('max_s'), 3)}"
+                            for step, lat in p["latency_during_swap"].items()
+                        )
+                        or "—",
+                        p.get("acknowledged_lost", "—"),
+                    ]
+                    for name, p in u["probers"].items()
+                ],
+                [
+                    "prober",
+                    "requests",
+                    "req/s",
+                    "failed",
+                    "longest failure s",
+                    "p50 s",
+                    "p99 s",
+                    "latency during the swap (s)",
+                    "acked events lost",
+                ],
+            ),
+            "",
+        ]
+        windows = [(name, w) for name, p in u["probers"].items() for w in p["failure_windows"]]
+        if windows:
+            out += [
+                md(
+                    [
+                        [
+                            name,
+                            f(w["start"], 2),
+                            f(w["end"], 2),
+                            f(w["seconds"], 2),
+                            ", ".join(w["steps"]),
+                            "; ".join(f"{what} x{a['probes']}" for what, a in w["answers"].items()),
+                        ]
+                        for name, w in windows
+                    ],
+                    ["prober", "failing from (s)", "to", "seconds", "during", "answers"],
+                ),
+                "",
+            ]
+    out.append(
+        f"All updates: **{d['failed_requests']} failed requests, "
+        f"{d['acknowledged_lost']} acknowledged events lost** "
+        f"(target 0 and 0: **{'met' if d['met'] else 'missed'}**).\n"
+    )
+    return out
+
+
 START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 NAMES = [
     "pickup",
@@ -169,9 +247,17 @@ def render() -> str:
             f"\nTarget p95 < 1 s: **{'met' if d['met'] else 'missed'}**. Outcomes: {d['outcomes']}.\n",
         ]
     if d := load("downtime"):
-        out += downtime_section("### 2. Downtime window of a local-mode update", d)
+        if "updates" in d:
+            out += requests_section("### 2. Requests through local-mode updates (issue 18)", d)
+        else:
+            out += downtime_section("### 2. Downtime window of a local-mode update", d)
     if d := load("downtime_compose"):
-        out += downtime_section("### 2b. Downtime window of a compose-preset update on containers", d)
+        if "updates" in d:
+            out += requests_section(
+                "### 2b. Requests through compose-preset updates on containers (issue 18)", d
+            )
+        else:
+            out += downtime_section("### 2b. Downtime window of a compose-preset update on containers", d)
         if page := d.get("login_page"):
             out += [
                 md(

@@ -21,6 +21,8 @@ from host_agent.errors import AgentError
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
+ONEOFF_LABEL = "com.docker.compose.oneoff"  # `compose run` containers
+NUMBER_LABEL = "com.docker.compose.container-number"  # what `compose exec --index` selects
 
 
 class EngineError(AgentError):
@@ -34,6 +36,10 @@ class ContainerState:
     status: str  # created | running | restarting | exited | paused | dead
     health: str  # healthy | unhealthy | starting | none (no health check)
     image: str  # the name it was created from, e.g. opentrace/web:local
+    id: str = ""
+    image_id: str = ""  # the image it runs, whatever its name points to now
+    oneoff: bool = False
+    number: str = ""
 
     @property
     def failed(self) -> bool:
@@ -50,6 +56,11 @@ def project_name(env: Mapping[str, str], project_dir: Path) -> str:
     if name:
         return name
     return re.sub(r"[^a-z0-9_-]", "", project_dir.name.lower()) or "default"
+
+
+def plain_id(image_id: str) -> str:
+    """An image id without its `sha256:` prefix (engines differ in which they print)."""
+    return image_id.removeprefix("sha256:")
 
 
 def split_image(image: str) -> tuple[str, str]:
@@ -150,6 +161,36 @@ class Engine:
                     status=str(state.get("Status", "unknown")),
                     health=str(health),
                     image=str(config.get("Image") or ""),
+                    id=str(attrs.get("Id") or container.id),
+                    image_id=plain_id(str(attrs.get("Image") or "")),
+                    oneoff=str(labels.get(ONEOFF_LABEL, "")).lower() == "true",
+                    number=str(labels.get(NUMBER_LABEL, "")),
                 )
             )
         return sorted(states, key=lambda s: (s.service, s.name))
+
+    def exec(self, container_id: str, argv: list[str]) -> tuple[int, str]:
+        """Run `argv` in a running container as its user; (exit code, output)."""
+        container = self._call(
+            f"finding container {container_id[:12]}", self.client.containers.get, container_id
+        )
+        code, output = self._call(f"running {argv[0]} in {container_id[:12]}", container.exec_run, argv)
+        return int(code if code is not None else 1), (output or b"").decode("utf-8", "replace")
+
+    def stop_and_remove(self, container_id: str, timeout: float) -> None:
+        """SIGTERM (the image's stop signal), up to `timeout` seconds to exit, then removed."""
+        import docker
+
+        try:
+            container = self.client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return
+        except (docker.errors.DockerException, OSError) as exc:
+            raise EngineError(f"finding container {container_id[:12]}: {exc}") from None
+        self._call(f"stopping {container_id[:12]}", container.stop, timeout=int(timeout))
+        try:
+            container.remove()
+        except docker.errors.NotFound:
+            pass
+        except (docker.errors.DockerException, OSError) as exc:
+            raise EngineError(f"removing container {container_id[:12]}: {exc}") from None

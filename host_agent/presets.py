@@ -4,6 +4,13 @@ The steps themselves (`host_agent.steps`) are the same code for both presets.
 `local`: the project dir is a checkout served by processes on this machine (`make run`).
 `compose`: the project dir holds `docker-compose.prod.yml`; images are built beside the
 running ones and the previous images stay tagged `:rollback` so a rollback needs no rebuild.
+With the proxy running, `deploy` rolls the web service over without downtime: a container
+of the new release beside the old one, traffic moved once it is ready, the old one drained
+and, once the release is healthy, stopped (docs/operations.md, "Updates without downtime").
+
+Builds run at the lowest CPU and I/O priority (`nice`, `ionice -c 3`) so the release that
+is still serving keeps its latency; on compose the engine builds, and the serving
+containers' cpu_shares (docker-compose.prod.yml) outweigh the build's.
 """
 
 from __future__ import annotations
@@ -13,12 +20,14 @@ import os
 import shutil
 import signal
 import subprocess
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from contract.files import UnsafeFile, read_bounded
 from host_agent.backup import BackupTools, data_owner
 from host_agent.config import AgentConfig
-from host_agent.engine import ContainerState, Engine, EngineError, project_name, split_image
+from host_agent.engine import ContainerState, Engine, EngineError, plain_id, project_name, split_image
 from host_agent.errors import StepFailed
 from host_agent.shell import LogSink, run_command
 
@@ -27,6 +36,40 @@ WEB_SERVICE = "web"
 # docker-compose.prod.yml's service for one-off commands of the new image (never `up`).
 MANAGE_SERVICE = "manage"
 DB_SERVICE = "postgres"
+PROXY_SERVICE = "proxy"
+# The proxy takes a server out after 3 failed readiness checks a second apart
+# (deploy/proxy/haproxy.cfg) and back after 2 good ones.
+DRAIN_SETTLE_SECONDS = 4.0
+UNDRAIN_SETTLE_SECONDS = 3.0
+# docker-compose.prod.yml's stop_grace_period for web: more than gunicorn's graceful timeout.
+WEB_STOP_TIMEOUT = 40.0
+# Inside a web container: its own readiness and version, without the proxy.
+READY_PROBE = """
+import json, sys, urllib.request
+try:
+    with urllib.request.urlopen("http://127.0.0.1:8000/healthz/ready", timeout=3) as answer:
+        print("ready", json.load(answer).get("version", ""))
+except Exception as exc:
+    print("not ready:", type(exc).__name__, exc)
+    sys.exit(1)
+"""
+
+
+def low_priority(argv: list[str]) -> list[str]:
+    """`argv` at the lowest CPU and I/O priority, with the tools this host has."""
+    prefix: list[str] = []
+    if shutil.which("nice"):
+        prefix += ["nice", "-n", "19"]
+    if shutil.which("ionice"):
+        prefix += ["ionice", "-c", "3"]
+    return [*prefix, *argv]
+
+
+def read_version(project_dir: Path) -> str:
+    try:
+        return (project_dir / "VERSION").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return "unknown"
 
 
 class Preset:
@@ -105,8 +148,16 @@ class Preset:
         """After a failure before `deploy`, with the previous commit checked out again."""
 
     def verify_running(self, step: str) -> str | None:
-        """After /healthz answers for the new release: anything else that must hold, or None."""
+        """After /healthz answers for the new release: anything else that must hold, or None.
+
+        The release is healthy then: what `deploy` kept for a quick rollback (drained web
+        containers of the previous release) is stopped here.
+        """
         return None
+
+    def stop_serving(self, step: str) -> str:
+        """For a release that declares downtime: stop the web app before migrating."""
+        raise StepFailed(step, f"the {self.name} preset cannot stop the web app for a downtime release")
 
 
 class LocalPreset(Preset):
@@ -130,12 +181,17 @@ class LocalPreset(Preset):
         # Installed into the running venv while the old release keeps serving.
         done = []
         if requirements_changed:
-            self.sh(step, [self.config.python, "-m", "pip", "install", "--quiet", "-r", "requirements.txt"])
+            self.sh(
+                step,
+                low_priority(
+                    [self.config.python, "-m", "pip", "install", "--quiet", "-r", "requirements.txt"]
+                ),
+            )
             done.append("requirements installed")
         else:
             done.append("requirements unchanged, pip skipped")
         if (self.config.project_dir / "staticfiles").is_dir():
-            self.sh(step, [self.config.python, "manage.py", "collectstatic", "--noinput"])
+            self.sh(step, low_priority([self.config.python, "manage.py", "collectstatic", "--noinput"]))
             done.append("static files collected")
         return "; ".join(done)
 
@@ -288,7 +344,7 @@ class ComposePreset(Preset):
             data_dir=data_dir,
             project_dir=self.config.project_dir,
             env=self.config.env,
-            python_cmd=[*compose, "exec", "-T", WEB_SERVICE, "python"],
+            python_cmd=[*self.web_exec("backup"), "python"],
             pg_dump_cmd=[*in_db, 'exec pg_dump -Fc --no-owner -U "$POSTGRES_USER" "$POSTGRES_DB"'],
             pg_restore_cmd=[*in_db, "exec pg_restore --no-owner --file=-"],
             psql_cmd=[
@@ -355,8 +411,10 @@ class ComposePreset(Preset):
                     why = "still tagged or in use"
                 note = "removed" if removed else f"kept ({why})"
                 self.log(step, [f"the older rollback image {short_id(superseded)}: {note}"])
-        # The running containers keep serving the old images while this builds.
-        self.sh(step, [*self.compose(), "build"], timeout=3600)
+        # The running containers keep serving the old images while this builds, at a lower
+        # priority than theirs; the Dockerfile installs requirements.txt in a layer of its own,
+        # reused from the engine's cache when the file did not change.
+        self.sh(step, low_priority([*self.compose(), "build"]), timeout=3600)
         return f"images built; {kept} previous image(s) tagged :rollback"
 
     def _image_id(self, step: str, image: str) -> str | None:
@@ -382,16 +440,173 @@ class ComposePreset(Preset):
             raise StepFailed(step, f"not running after `up -d`: {', '.join(stopped)}")
         return f"{len(states)} containers of project {self.project} up"
 
+    def web_exec(self, step: str) -> list[str]:
+        """`compose exec -T web`, with `--index` of a running web container when it is not 1.
+
+        A rollout leaves the service with container number 2 (or higher), and docker-compose
+        v1's `exec` looks for number 1 unless told otherwise.
+        """
+        try:
+            numbers = [w.number for w in self.web_containers(step) if w.number]
+        except StepFailed:
+            numbers = []
+        index = ["--index", numbers[0]] if numbers and "1" not in numbers else []
+        return [*self.compose(), "exec", "-T", *index, WEB_SERVICE]
+
+    # -- the web service behind the proxy --------------------------------------------------
+
+    def proxy_running(self, step: str) -> bool:
+        return any(s.service == PROXY_SERVICE and s.status == "running" for s in self.container_states(step))
+
+    def web_containers(self, step: str) -> list[ContainerState]:
+        """The web service's running containers (not `compose run` ones), oldest name first."""
+        return [
+            s
+            for s in self.container_states(step)
+            if s.service == WEB_SERVICE and s.status == "running" and not s.oneoff
+        ]
+
+    def _current_web_image(self, step: str, webs: Sequence[ContainerState]) -> str | None:
+        """The id the web service's image name points to now (after a build: the new release)."""
+        names = [w.image for w in webs if w.image] or [
+            image for image in self._images(step) if split_image(image)[0].endswith("/web")
+        ]
+        return plain_id(self._image_id(step, names[0]) or "") if names else None
+
+    def _in_web(self, step: str, web: ContainerState, argv: list[str]) -> tuple[int, str]:
+        try:
+            return self.engine.exec(web.id, argv)
+        except EngineError as exc:
+            return 1, str(exc)
+
+    def _wait_ready(self, step: str, webs: Sequence[ContainerState], version: str) -> None:
+        """Until every container's own /healthz/ready reports `version`, or StepFailed."""
+        deadline = time.monotonic() + self.config.healthcheck_timeout
+        waiting = list(webs)
+        last = ""
+        while waiting:
+            for web in list(waiting):
+                code, output = self._in_web(step, web, ["python", "-c", READY_PROBE])
+                if code == 0 and output.split()[-1:] == [version]:
+                    waiting.remove(web)
+                    self.log(step, [f"{web.name} is ready and serves {version}"])
+                else:
+                    last = f"{web.name}: {' '.join(output.split())[:200] or f'exit {code}'}"
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise StepFailed(
+                    step,
+                    f"the new web container did not become ready for {version} within "
+                    f"{self.config.healthcheck_timeout:.0f} s ({last})",
+                )
+            time.sleep(1.0)
+
+    def _set_draining(self, step: str, webs: Sequence[ContainerState], draining: bool) -> None:
+        if not webs:
+            return
+        script = 'touch "$OPENTRACE_DRAIN_FILE"' if draining else 'rm -f "$OPENTRACE_DRAIN_FILE"'
+        for web in webs:
+            code, output = self._in_web(step, web, ["sh", "-c", script])
+            if code != 0:
+                raise StepFailed(
+                    step, f"cannot {'drain' if draining else 'undrain'} {web.name}: {output.strip()}"
+                )
+        time.sleep(DRAIN_SETTLE_SECONDS if draining else UNDRAIN_SETTLE_SECONDS)
+        names = ", ".join(w.name for w in webs)
+        self.log(
+            step, [f"{names}: {'draining, no new requests' if draining else 'ready again, traffic back'}"]
+        )
+
+    def _retire(self, step: str, webs: Sequence[ContainerState]) -> None:
+        """Stop drained web containers: in-flight requests finish first (gunicorn's graceful stop)."""
+        for web in webs:
+            try:
+                self.engine.stop_and_remove(web.id, WEB_STOP_TIMEOUT)
+            except EngineError as exc:
+                raise StepFailed(step, str(exc)) from None
+            self.log(step, [f"{web.name} stopped and removed"])
+
+    def _start_web_beside(self, step: str, version: str) -> tuple[list[ContainerState], list[ContainerState]]:
+        """A web container of the image the service names now, beside each running one; (new, old)."""
+        old = self.web_containers(step)
+        wanted = len(old) + max(1, len(old))
+        self.sh(
+            step,
+            [
+                *self.compose(),
+                "up",
+                "-d",
+                "--no-deps",
+                "--no-recreate",
+                "--scale",
+                f"{WEB_SERVICE}={wanted}",
+                WEB_SERVICE,
+            ],
+            timeout=900,
+        )
+        known = {w.id for w in old}
+        new = [w for w in self.web_containers(step) if w.id not in known]
+        if not new:
+            raise StepFailed(step, "`up --scale` started no new web container")
+        try:
+            self._wait_ready(step, new, version)
+        except StepFailed:
+            self._retire(step, new)
+            raise
+        return new, old
+
+    def _replace_others(self, step: str) -> str:
+        """Every service but web: recreated where its image or definition changed.
+
+        Compose stops a container before it starts its replacement, so there is never more
+        than one beat; SIGTERM is Celery's warm shutdown (the task at hand finishes, acks are
+        late, the queue waits in Redis) and the flusher's clean stop.
+        """
+        lines = self.sh(step, [*self.compose(), "config", "--services"], show_output=False)
+        # Naming `manage` would start it: its profile keeps it out of `up`, not out of this list.
+        skip = {"", WEB_SERVICE, MANAGE_SERVICE}
+        services = [name.strip() for name in lines if name.strip() not in skip]
+        if services:
+            self.sh(step, [*self.compose(), "up", "-d", "--no-deps", *services], timeout=900)
+        return ", ".join(services)
+
     def deploy(self, step: str) -> str:
-        return f"containers recreated; {self._up(step)}"
+        if not self.proxy_running(step):
+            # No proxy yet (the release that brings it, or a stopped install): recreate all.
+            return f"containers recreated; {self._up(step)}"
+        version = read_version(self.config.project_dir)
+        new, old = self._start_web_beside(step, version)
+        self._set_draining(step, old, True)
+        others = self._replace_others(step)
+        return (
+            f"{len(new)} web container(s) of {version} serving beside {len(old)} drained one(s), "
+            f"stopped once healthy; {others or 'no other service'} replaced"
+        )
+
+    def stop_serving(self, step: str) -> str:
+        webs = self.web_containers(step)
+        self._set_draining(step, webs, True)
+        self._retire(step, webs)
+        return f"{len(webs)} web container(s) stopped; the proxy serves the maintenance page"
 
     def verify_running(self, step: str) -> str:
-        """After /healthz: no container of the project has exited, restarts or is unhealthy."""
+        """After /healthz: no container of the project has exited, restarts or is unhealthy.
+
+        Then the web containers of the previous release, drained by `deploy` and kept for a
+        rollback, are stopped (their in-flight requests finish first)."""
         states = self.container_states(step)
-        failed = [s.describe() for s in states if s.failed]
+        failed = [s.describe() for s in states if s.failed and not s.oneoff]
         if failed:
             raise StepFailed(step, f"containers not healthy: {'; '.join(failed)}")
-        return f"{len(states)} containers running, none unhealthy"
+        webs = self.web_containers(step)
+        current = self._current_web_image(step, webs)
+        previous = [w for w in webs if current and w.image_id != current]
+        self._retire(step, previous)
+        retired = (
+            f"; {len(previous)} drained web container(s) of the previous release stopped" if previous else ""
+        )
+        return f"{len(states)} containers running, none unhealthy{retired}"
 
     def manage_argv(self, args: list[str]) -> list[str]:
         # A one-off container of the newly built image: `migrate` runs before `deploy`, while
@@ -428,9 +643,29 @@ class ComposePreset(Preset):
         for image in images:
             if self._tag(step, self.rollback_tag(image), image) is None and not rebuilt:
                 self.log(step, [f"{image}: no :rollback image; it is rebuilt"])
-                self.sh(step, [*self.compose(), "build"], timeout=3600)
+                self.sh(step, low_priority([*self.compose(), "build"]), timeout=3600)
                 rebuilt = True
-        return f"previous images redeployed; {self._up(step)}"
+        if not self.proxy_running(step):
+            return f"previous images redeployed; {self._up(step)}"
+        version = read_version(self.config.project_dir)
+        webs = self.web_containers(step)
+        current = self._current_web_image(step, webs)
+        previous = [w for w in webs if w.image_id == current]
+        others = [w for w in webs if w.image_id != current]
+        if previous:
+            # Still running (drained by deploy, or never drained when deploy did not get so
+            # far): traffic goes back to them within seconds.
+            self._set_draining(step, previous, False)
+            self._wait_ready(step, previous, version)
+        else:
+            previous, _ = self._start_web_beside(step, version)
+        self._set_draining(step, others, True)
+        self._retire(step, others)
+        replaced = self._replace_others(step)
+        return (
+            f"previous images redeployed; {len(previous)} web container(s) of {version} serve, "
+            f"{len(others)} of the failed release stopped; {replaced or 'no other service'} replaced"
+        )
 
 
 def short_id(image_id: str) -> str:

@@ -120,6 +120,8 @@ class Config:
     log_level: str
     tracking_buffer: str = "spool"
     https: HttpsSettings = field(default_factory=HttpsSettings)
+    # While this file exists the web process reports itself draining (/healthz/ready: 503).
+    drain_file: str = ""
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -371,4 +373,5 @@ def load_config(environ_: Mapping[str, str], base_dir: Path) -> Config:
         tracking_buffer=_tracking_buffer(
             "OPENTRACE_TRACKING_BUFFER", r.str("OPENTRACE_TRACKING_BUFFER", "spool") or "spool"
         ),
+        drain_file=r.str("OPENTRACE_DRAIN_FILE", ""),
     )

@@ -30,6 +30,8 @@ DATA_DIR = CONFIG.data_dir
 # (Created so; an existing one keeps its mode: install.sh and the compose volume set theirs.)
 DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 OPENTRACE_VERSION = running_version()
+OPENTRACE_DRAIN_FILE = CONFIG.drain_file
+HEALTH_CACHE_SECONDS = 1.0  # /healthz runs its checks at most this often per process
 
 DEBUG = CONFIG.debug
 SECRET_KEY = CONFIG.secret_key or generated.secret_key(DATA_DIR)

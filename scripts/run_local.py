@@ -1,11 +1,16 @@
 """Run OpenTrace locally with embedded defaults: `make run`.
 
 Prepares the database (migrations, the admin account), then supervises the processes a
-local install needs — the web server, the Celery worker with beat, the tracking flusher
+local install needs — the web server (gunicorn, the production server, with
+deploy/gunicorn.conf.py), the Celery worker with beat, the tracking flusher
 (`manage.py flush_events`, the one writer of tracked events into ClickHouse) and the host
-agent in `local` mode — restarting one that dies. SIGHUP restarts the web server, the
-worker and the flusher from the checkout as it now is (the agent's `local` preset sends it
-during `deploy`); SIGINT/SIGTERM stop everything. The supervisor's pid is in
+agent in `local` mode — restarting one that dies. SIGHUP (the agent's `local` preset sends
+it during `deploy`) reloads the web server gracefully with the checkout as it now is:
+gunicorn's master keeps the listening socket and forks workers of the new code beside the
+old ones (SIGTTIN); only once every new worker has loaded the app are the old ones retired
+(SIGTTOU: they finish their requests first), so no request is refused or cut during an
+update. Then the worker (warm shutdown: it finishes its task; queued ones wait in the
+broker) and the flusher restart. SIGINT/SIGTERM stop everything. The supervisor's pid is in
 `<DATA_DIR>/run/supervisor.pid`. OPENTRACE_RUN_WORKER=0 / OPENTRACE_RUN_FLUSHER=0 /
 OPENTRACE_RUN_AGENT=0 leave the worker / the flusher / the agent out (the end-to-end tests
 run their own agent); OPENTRACE_HOST / OPENTRACE_PORT choose the address, and the base URL
@@ -17,6 +22,7 @@ heartbeat is received (the admin would read "offline" until its next one otherwi
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +36,12 @@ PYTHON = sys.executable
 HOST = os.environ.get("OPENTRACE_HOST", "127.0.0.1")
 PORT = os.environ.get("OPENTRACE_PORT", "8000")
 WEB_READY_TIMEOUT = 60.0  # seconds to wait for the web server before starting the rest anyway
+# One gunicorn worker (of 8 threads) by default: the embedded ClickHouse engine admits one
+# process at a time. (Two were tried: under a load average of 40 the reload test saw two
+# connection resets; one worker passed it. WEB_CONCURRENCY=2 for more throughput.)
+WEB_WORKERS = int(os.environ.get("WEB_CONCURRENCY", "1"))
+RELOAD_TIMEOUT = 120.0  # seconds for the new workers to load before the web server is restarted instead
+STOP_TIMEOUTS = {"web": 35.0, "worker": 60.0}  # gunicorn's graceful timeout; a task's warm shutdown
 
 
 def base_url(environ: Mapping[str, str]) -> str:
@@ -41,7 +53,12 @@ def base_url(environ: Mapping[str, str]) -> str:
 
 def child_env() -> dict[str, str]:
     return dict(
-        os.environ, OPENTRACE_BACKEND_URL=f"http://{HOST}:{PORT}", OPENTRACE_BASE_URL=base_url(os.environ)
+        os.environ,
+        OPENTRACE_BACKEND_URL=f"http://{HOST}:{PORT}",
+        OPENTRACE_BASE_URL=base_url(os.environ),
+        WEB_CONCURRENCY=str(WEB_WORKERS),
+        GUNICORN_THREADS=os.environ.get("GUNICORN_THREADS", "8"),
+        OPENTRACE_WEB_READY_DIR=str(ready_dir()),
     )
 
 
@@ -65,6 +82,11 @@ def data_dir() -> Path:
     return value if value.is_absolute() else ROOT / value
 
 
+def ready_dir() -> Path:
+    """Where each gunicorn worker leaves a mark (its pid) once it has loaded the app."""
+    return data_dir() / "run" / "web-ready"
+
+
 def manage(*args: str) -> None:
     subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, check=True)
 
@@ -78,7 +100,16 @@ def has_command(name: str) -> bool:
 
 def commands() -> dict[str, list[str]]:
     procs: dict[str, list[str]] = {
-        "web": [PYTHON, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"],
+        "web": [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "--config",
+            str(ROOT / "deploy" / "gunicorn.conf.py"),
+            "--bind",
+            f"[{HOST}]:{PORT}" if ":" in HOST else f"{HOST}:{PORT}",
+            "opentrace.wsgi:application",
+        ],
     }
     if os.environ.get("OPENTRACE_RUN_WORKER", "1") != "0":
         procs["worker"] = [
@@ -110,23 +141,53 @@ class Supervisor:
         cmd = commands()[name]
         self.children[name] = subprocess.Popen(cmd, cwd=ROOT, env=child_env())
 
-    def stop(self, name: str, timeout: float = 15.0) -> None:
+    def stop(self, name: str) -> None:
         proc = self.children.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
         proc.terminate()
         try:
-            proc.wait(timeout)
+            proc.wait(STOP_TIMEOUTS.get(name, 15.0))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
 
+    def restart(self, name: str) -> None:
+        self.stop(name)
+        self.start(name)
+
+    def reload_web(self) -> None:
+        """New gunicorn workers with the checkout as it now is, then the old ones retired."""
+        master = self.children.get("web")
+        if master is None or master.poll() is not None:
+            self.restart("web")
+            return
+        marks = ready_dir()
+        marks.mkdir(parents=True, exist_ok=True)
+        before = set(os.listdir(marks))
+        for _ in range(WEB_WORKERS):
+            master.send_signal(signal.SIGTTIN)  # one more worker, forked now: it imports the new code
+            time.sleep(0.2)
+        deadline = time.monotonic() + RELOAD_TIMEOUT
+        while len(set(os.listdir(marks)) - before) < WEB_WORKERS:
+            if master.poll() is not None or time.monotonic() > deadline:
+                print("run_local: the new web workers did not start; restarting the web server", flush=True)
+                self.restart("web")
+                return
+            time.sleep(0.1)
+        for _ in range(WEB_WORKERS):
+            master.send_signal(signal.SIGTTOU)  # the oldest worker stops accepting and finishes its requests
+            time.sleep(0.2)
+        for mark in before:
+            (marks / mark).unlink(missing_ok=True)
+        print("run_local: the web server serves the current checkout", flush=True)
+
     def restart_app(self) -> None:
-        print("run_local: restarting web, worker and flusher from the current checkout", flush=True)
-        for name in ("web", "worker", "flusher"):
+        print("run_local: reloading web, restarting worker and flusher from the current checkout", flush=True)
+        self.reload_web()
+        for name in ("worker", "flusher"):
             if name in commands():
-                self.stop(name)
-                self.start(name)
+                self.restart(name)
 
     def run(self) -> int:
         signal.signal(signal.SIGINT, self._on_stop)
@@ -179,6 +240,7 @@ def main() -> int:
     manage("ensure_admin")
     run_dir = data_dir() / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(ready_dir(), ignore_errors=True)
     pid_file = run_dir / "supervisor.pid"
     pid_file.write_text(f"{os.getpid()}\n")
     try:

@@ -6,15 +6,18 @@ import http.cookiejar
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
+from bench.downtime import Prober
 from tests.helpers import ROOT, clean_env, free_port
 
 pytestmark = pytest.mark.slow
@@ -104,3 +107,89 @@ def test_mails_link_to_the_port_the_runner_serves_on():
     assert run_local.base_url({"OPENTRACE_HOST": "::1", "OPENTRACE_PORT": "9000"}) == "http://[::1]:9000"
     explicit = {"OPENTRACE_PORT": "8100", "OPENTRACE_BASE_URL": "https://analytics.example.com"}
     assert run_local.base_url(explicit) == "https://analytics.example.com"
+
+
+def gunicorn_workers(master: int) -> set[int]:
+    children: set[int] = set()
+    for task in (Path("/proc") / str(master) / "task").iterdir():
+        children.update(int(pid) for pid in (task / "children").read_text().split())
+    return children
+
+
+def web_master(runner: subprocess.Popen) -> int:
+    """The gunicorn master: the runner's child running gunicorn."""
+    for pid in gunicorn_workers(runner.pid):
+        if b"gunicorn" in (Path("/proc") / str(pid) / "cmdline").read_bytes():
+            return pid
+    raise AssertionError("no gunicorn under the runner")
+
+
+def test_sighup_reloads_the_web_server_without_failing_a_request(tmp_path):
+    """`deploy` in local mode: new workers beside the old, a slow request on the old one completes."""
+    port = free_port()
+    env = clean_env(
+        OPENTRACE_DATA_DIR=str(tmp_path),
+        OPENTRACE_PORT=str(port),
+        OPENTRACE_RUN_AGENT="0",
+        OPENTRACE_RUN_WORKER="0",
+        OPENTRACE_RUN_FLUSHER="0",
+        PYTHONUNBUFFERED="1",
+    )
+    log = open(tmp_path / "runner.log", "w+")  # noqa: SIM115 - read after the process ends
+    proc = subprocess.Popen(
+        [sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    # A generous timeout: this asserts no refused, cut or failed request; latency is the
+    # benchmark's (bench/downtime.py), and the suite may share the machine's two cores.
+    probers = [
+        Prober(f"{base}/healthz", 0.05, timeout=30),
+        Prober(f"{base}/admin/login/", 0.05, reads_version=False, timeout=30),
+    ]
+    try:
+        wait_for_health(base, proc)
+        master = web_master(proc)
+        old_workers = gunicorn_workers(master)
+        for prober in probers:
+            prober.thread.start()
+        # A request whose body is still arriving: the agent API reads the whole body before
+        # it checks the signature (which this one lacks).
+        body = json.dumps({"agent_id": "slow", "padding": "x" * 200}).encode()
+        slow = socket.create_connection(("127.0.0.1", port), timeout=60)
+        slow.sendall(
+            b"POST /api/updates/agent/heartbeat HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:20]
+        )
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 90
+        while gunicorn_workers(master) & old_workers and not (gunicorn_workers(master) - old_workers):
+            assert time.monotonic() < deadline, "no new worker"
+            time.sleep(0.1)
+        # The new workers are up; the old one waits for the slow request before it exits.
+        time.sleep(3.0)
+        assert gunicorn_workers(master) & old_workers, "the old worker quit with a request in flight"
+        slow.sendall(body[20:])
+        answer = b""
+        while chunk := slow.recv(65536):
+            answer += chunk
+        slow.close()
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]  # read whole, then refused
+        while gunicorn_workers(master) & old_workers:
+            assert time.monotonic() < deadline, "the old worker never left"
+            time.sleep(0.1)
+        time.sleep(2.0)
+    finally:
+        for prober in probers:
+            prober.stop.set()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    for prober in probers:
+        prober.thread.join()
+        failed = [(at, what) for at, ok, what in prober.samples if not ok]
+        assert len(prober.samples) > 100
+        assert not failed, (prober.url, failed[:10])
+    log.seek(0)
+    assert "the web server serves the current checkout" in log.read()

@@ -107,7 +107,7 @@ class ComposeSite(AdminClient):
 
     # --- the project ------------------------------------------------------------------------
     def manage(self, *args: str) -> str:
-        result = self.stack.compose("exec", "-T", "web", "python", "manage.py", *args, timeout=300)
+        result = self.stack.exec_web("python", "manage.py", *args, timeout=300)
         return result.stdout
 
     def shell(self, code: str) -> str:
@@ -153,10 +153,30 @@ class ComposeSite(AdminClient):
             " >/dev/null 2>&1 & server=$!; sleep 1; python manage.py check_updates --json; "
             "status=$?; kill $server; exit $status"
         )
-        checked = self.stack.compose("exec", "-T", "web", "sh", "-c", script, timeout=120)
+        checked = self.stack.exec_web("sh", "-c", script, timeout=120)
         result = json.loads(checked.stdout.strip().splitlines()[-1])
         assert result["latest"] == version, result
         return commit
+
+    def write_key(self, name: str = "downtime probe") -> str:
+        return self.shell(
+            f"from tracking.models import Project; print(Project.objects.create(name={name!r}).write_key)"
+        )
+
+    def stored_event_ids(self, event: str = "downtime-probe", wait: float = 90) -> set[str]:
+        """The event_ids of `event` in ClickHouse, once the flusher has emptied its buffer."""
+        deadline = time.monotonic() + wait
+        backlog = "from tracking.buffer import get_buffer; print(get_buffer().backlog())"
+        while self.shell(backlog) != "0" and time.monotonic() < deadline:
+            time.sleep(2)
+        query = (
+            "import json; from opentrace.clickhouse import client\n"  # noqa: S608 - parameterised
+            "with client.connect(busy_timeout=60) as c:\n"
+            "    rows = c.query('SELECT DISTINCT toString(event_id) FROM ' + client.database() + '.events '\n"
+            f"                   'WHERE event = {{e:String}}', parameters={{'e': {event!r}}}).result_rows\n"
+            "print(json.dumps([r[0] for r in rows]))"
+        )
+        return set(json.loads(self.shell(query) or "[]"))
 
     # --- what an update left behind ------------------------------------------------------------
     def event_seqs(self, run_id: str) -> list[int]:

@@ -172,9 +172,28 @@ class Stack:
             check=False,
         )
 
+    def exec_web(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """`docker exec` in the first running web container: after a rollout its number is not 1,
+        which docker-compose v1's `exec web` would look for."""
+        container = self.compose("ps", "-q", "web").stdout.split()[0]
+        result = subprocess.run(
+            ["docker", "exec", container, *args],
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+        return result
+
     def container_ids(self) -> dict[str, str]:
         ids = {}
-        for service in ("web", "worker", "beat", "flusher", "postgres", "redis", "clickhouse"):
+        for service in ("proxy", "web", "worker", "beat", "flusher", "postgres", "redis", "clickhouse"):
             ids[service] = self.compose("ps", "-q", service).stdout.strip()
         return ids
 

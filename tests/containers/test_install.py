@@ -51,7 +51,7 @@ def installed(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Stack:
 def test_the_stack_is_up_and_every_container_healthy(installed):
     states = installed.wait_all_healthy(timeout=240)
     assert states == dict.fromkeys(
-        ("web", "worker", "beat", "flusher", "postgres", "redis", "clickhouse"), "healthy"
+        ("proxy", "web", "worker", "beat", "flusher", "postgres", "redis", "clickhouse"), "healthy"
     )
 
 

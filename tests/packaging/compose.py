@@ -18,6 +18,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 
 APP_SERVICES = ("web", "worker", "beat", "flusher")
 BACKING_SERVICES = ("postgres", "redis", "clickhouse")
+PROXY_SERVICES = ("proxy",)
 
 # Names in .env that OpenTrace's settings do not read: compose's own, the service passwords
 # the compose file builds URLs from, the image/user/port knobs, and the host agent's.

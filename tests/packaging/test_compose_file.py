@@ -19,6 +19,7 @@ from tests.packaging.compose import (
     COMPOSE_FILE,
     COMPOSE_ONLY_NAMES,
     ENV_EXAMPLE,
+    PROXY_SERVICES,
     compose_config,
     docker_compose,
     env_file_names,
@@ -46,7 +47,7 @@ def config(project: Path) -> dict:
 
 
 def test_it_defines_the_app_and_its_backing_services(config):
-    assert set(config["services"]) == {*APP_SERVICES, *BACKING_SERVICES, "manage"}
+    assert set(config["services"]) == {*APP_SERVICES, *BACKING_SERVICES, *PROXY_SERVICES, "manage"}
 
 
 def started_by_up(config: dict) -> dict:
@@ -169,11 +170,11 @@ def test_app_containers_run_unprivileged_on_a_read_only_root(config):
         assert "no-new-privileges:true" in service["security_opt"], name
 
 
-def test_only_the_web_port_is_published_and_on_loopback_by_default(config):
+def test_only_the_proxy_port_is_published_and_on_loopback_by_default(config):
     for name, service in config["services"].items():
-        if name != "web":
+        if name != "proxy":
             assert "ports" not in service, name
-    (port,) = config["services"]["web"]["ports"]
+    (port,) = config["services"]["proxy"]["ports"]
     assert str(port) == "127.0.0.1:8000:8000/tcp" or port == {
         "host_ip": "127.0.0.1",
         "published": 8000,
@@ -274,10 +275,10 @@ def test_the_container_test_override_swaps_only_what_the_test_engine_cannot_pull
     prod = rendered_config(project)
     test = rendered_config(project, project / TEST_OVERRIDE.relative_to(TEST_OVERRIDE.parents[2]))
     assert set(test["services"]) == set(prod["services"])
-    for name in ("postgres", "redis"):
+    for name in ("postgres", "redis", "proxy"):
         assert test["services"][name]["image"].startswith("opentrace-test/"), name
         # The prod definition (variables, volumes, health check) runs unchanged.
-        for key in ("environment", "volumes", "healthcheck", "restart"):
+        for key in ("environment", "volumes", "healthcheck", "restart", "ports"):
             assert test["services"][name].get(key) == prod["services"][name].get(key), (name, key)
     for name in APP_SERVICES:
         service = test["services"][name]
@@ -316,3 +317,30 @@ def test_the_flusher_is_the_one_writer_of_tracked_events_and_redis_fsyncs_before
     settings = load_config(environment, tmp_path)
     assert settings.tracking_buffer == "redis://redis:6379/1"
     assert settings.broker_url != settings.tracking_buffer  # the buffer has a database of its own
+
+
+def test_the_proxy_is_a_pinned_official_haproxy_with_the_config_of_this_checkout(config, project):
+    proxy = config["services"]["proxy"]
+    assert re.fullmatch(r"haproxy:\d+\.\d+\.\d+-bookworm", proxy["image"]), proxy["image"]
+    (mount,) = _volumes(proxy)
+    assert Path(mount["source"]) == project / "deploy" / "proxy"
+    assert (mount["target"], mount["read_only"]) == ("/usr/local/etc/haproxy", True)
+    assert proxy["read_only"] is True
+    assert proxy["cap_drop"] == ["ALL"]
+    # The proxy outlives the web containers: recreating web never recreates it.
+    assert "depends_on" not in proxy
+
+
+def test_web_containers_can_run_two_at_a_time_and_drain(config):
+    web = config["services"]["web"]
+    assert "ports" not in web
+    assert "container_name" not in web
+    assert str(web["environment"]["OPENTRACE_DRAIN_FILE"]).startswith("/tmp/")
+    # Longer than gunicorn's graceful timeout (deploy/gunicorn.conf.py: 30 s).
+    grace = str(web["stop_grace_period"])
+    assert grace in {"40s", "40"} or grace.startswith("40"), grace
+
+
+def test_the_serving_containers_outweigh_an_image_build(config):
+    for name in ("proxy", "web", "flusher", "postgres", "redis", "clickhouse"):
+        assert int(config["services"][name]["cpu_shares"]) > 1024, name
