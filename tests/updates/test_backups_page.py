@@ -88,7 +88,13 @@ def test_the_page_shows_each_set_and_what_restoring_it_would_discard(client, sup
             column_names=["project_id", "event_id", "event", "distinct_id", "timestamp", "received_at"],
         )
     Project.objects.create(name="added since")
-    LogEntry.objects.log_action(superuser.pk, None, "1", "x", ADDITION, "changed since")
+    LogEntry.objects.create(
+        user_id=superuser.pk,
+        object_id="1",
+        object_repr="x",
+        action_flag=ADDITION,
+        change_message="changed since",
+    )
     client.force_login(superuser)
 
     page = client.get(reverse("updates_backups"))

@@ -65,8 +65,12 @@ def test_the_record_tables_are_the_models_tables():
 def test_a_restore_keeps_the_run_its_events_notices_and_admin_log_and_rewinds_the_rest(tmp_path):
     admin = User.objects.create_superuser("admin", "admin@example.com", "pw")
     run = make_run(user=admin)
-    LogEntry.objects.log_action(
-        admin.pk, None, str(run.pk), "run", ADDITION, "Requested the update 1.1.5 → 1.2.0"
+    LogEntry.objects.create(
+        user_id=admin.pk,
+        object_id=str(run.pk),
+        object_repr="run",
+        action_flag=ADDITION,
+        change_message="Requested the update 1.1.5 → 1.2.0",
     )
     run.record_events(
         [event(1, kind="run", state="running"), event(2, kind="step", step="preflight", state="started")]
@@ -86,9 +90,21 @@ def test_a_restore_keeps_the_run_its_events_notices_and_admin_log_and_rewinds_th
         ]
     )
     notice("run_rolled_back", run)
-    LogEntry.objects.log_action(admin.pk, None, "x", "later", ADDITION, "Changed the SMTP settings")
+    LogEntry.objects.create(
+        user_id=admin.pk,
+        object_id="x",
+        object_repr="later",
+        action_flag=ADDITION,
+        change_message="Changed the SMTP settings",
+    )
     later_user = User.objects.create_user("later")
-    LogEntry.objects.log_action(later_user.pk, None, "y", "gone", ADDITION, "by a user the restore removes")
+    LogEntry.objects.create(
+        user_id=later_user.pk,
+        object_id="y",
+        object_repr="gone",
+        action_flag=ADDITION,
+        change_message="by a user the restore removes",
+    )
     Project.objects.create(name="after the backup")
     kept_project.delete()
     connections.close_all()
@@ -118,7 +134,13 @@ def test_a_restore_keeps_the_run_its_events_notices_and_admin_log_and_rewinds_th
         is None
     )
     # New rows after the restore get fresh ids (the sequences were moved past the kept rows).
-    LogEntry.objects.log_action(admin.pk, None, "z", "after", ADDITION, "after the restore")
+    LogEntry.objects.create(
+        user_id=admin.pk,
+        object_id="z",
+        object_repr="after",
+        action_flag=ADDITION,
+        change_message="after the restore",
+    )
     other = make_run()
     other.record_events([event(1, kind="run", state="running")])
     assert UpdateEvent.objects.count() == 6
