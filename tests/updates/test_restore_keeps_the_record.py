@@ -12,7 +12,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
 from django.db import connection, connections
 from django.utils import timezone
@@ -20,7 +20,7 @@ from django.utils import timezone
 from contract.record import RECORD_TABLES
 from host_agent.backup import BackupTools, create_backup, read_manifest, restore_database
 from smtpconfig.models import NoticeLog
-from tests.updates.factories import make_run
+from tests.updates.factories import admin_log, make_run
 from tracking.models import Project
 from updates.models import RunStatus, UpdateEvent, UpdateRun
 from updates.models.runs import EventIn
@@ -65,13 +65,7 @@ def test_the_record_tables_are_the_models_tables():
 def test_a_restore_keeps_the_run_its_events_notices_and_admin_log_and_rewinds_the_rest(tmp_path):
     admin = User.objects.create_superuser("admin", "admin@example.com", "pw")
     run = make_run(user=admin)
-    LogEntry.objects.create(
-        user_id=admin.pk,
-        object_id=str(run.pk),
-        object_repr="run",
-        action_flag=ADDITION,
-        change_message="Requested the update 1.1.5 → 1.2.0",
-    )
+    admin_log(admin.pk, str(run.pk), "Requested the update 1.1.5 → 1.2.0")
     run.record_events(
         [event(1, kind="run", state="running"), event(2, kind="step", step="preflight", state="started")]
     )
@@ -90,21 +84,9 @@ def test_a_restore_keeps_the_run_its_events_notices_and_admin_log_and_rewinds_th
         ]
     )
     notice("run_rolled_back", run)
-    LogEntry.objects.create(
-        user_id=admin.pk,
-        object_id="x",
-        object_repr="later",
-        action_flag=ADDITION,
-        change_message="Changed the SMTP settings",
-    )
+    admin_log(admin.pk, "x", "Changed the SMTP settings")
     later_user = User.objects.create_user("later")
-    LogEntry.objects.create(
-        user_id=later_user.pk,
-        object_id="y",
-        object_repr="gone",
-        action_flag=ADDITION,
-        change_message="by a user the restore removes",
-    )
+    admin_log(later_user.pk, "y", "by a user the restore removes")
     Project.objects.create(name="after the backup")
     kept_project.delete()
     connections.close_all()
@@ -134,13 +116,7 @@ def test_a_restore_keeps_the_run_its_events_notices_and_admin_log_and_rewinds_th
         is None
     )
     # New rows after the restore get fresh ids (the sequences were moved past the kept rows).
-    LogEntry.objects.create(
-        user_id=admin.pk,
-        object_id="z",
-        object_repr="after",
-        action_flag=ADDITION,
-        change_message="after the restore",
-    )
+    admin_log(admin.pk, "z", "after the restore")
     other = make_run()
     other.record_events([event(1, kind="run", state="running")])
     assert UpdateEvent.objects.count() == 6
