@@ -29,14 +29,19 @@ def fd_path(fd: int, name: str | None = None) -> Path:
     return base / name if name else base
 
 
-def open_dir(path: Path) -> int:
-    """Open an existing directory; the last component must not be a link."""
+def _open_directory(name: str | Path, complaint: str, dir_fd: int | None = None) -> int:
+    """`os.open` of a directory that must not be a link; `Unsafe(complaint)` when it is one."""
     try:
-        return os.open(path, DIR_FLAGS)
+        return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise Unsafe(f"{path} is not a directory (a link or a file is there)") from None
+            raise Unsafe(complaint) from None
         raise
+
+
+def open_dir(path: Path) -> int:
+    """Open an existing directory; the last component must not be a link."""
+    return _open_directory(path, f"{path} is not a directory (a link or a file is there)")
 
 
 def open_below(root_fd: int, relative: Path) -> int:
@@ -46,12 +51,7 @@ def open_below(root_fd: int, relative: Path) -> int:
         for part in relative.parts:
             if part in ("", ".", ".."):
                 raise Unsafe(f"{relative}: not a plain relative path")
-            try:
-                child = os.open(part, DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise Unsafe(f"{relative}: {part} is a link or not a directory") from None
-                raise
+            child = _open_directory(part, f"{relative}: {part} is a link or not a directory", fd)
             os.close(fd)
             fd = child
         return fd
@@ -64,12 +64,7 @@ def private_dir(parent_fd: int, name: str, *, what: str) -> int:
     """`name` below `parent_fd` as a directory only this uid can enter (created 0700, or made so)."""
     with contextlib.suppress(FileExistsError):
         os.mkdir(name, 0o700, dir_fd=parent_fd)
-    try:
-        fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise Unsafe(f"{what} is a link or not a directory") from None
-        raise
+    fd = _open_directory(name, f"{what} is a link or not a directory", parent_fd)
     info = os.fstat(fd)
     if info.st_uid != os.geteuid():
         os.close(fd)

@@ -87,28 +87,11 @@ def freeze(name: str) -> dict[str, Any]:
     with clickhouse.connect() as client:
         if not clickhouse.is_embedded():
             client.command(f"BACKUP DATABASE `{db}` TO Disk('{BACKUP_DISK}', '{name}')")
-            for table, engine, create, _ in _tables(client, db):
-                entries.append(
-                    {
-                        "name": table,
-                        "engine": engine,
-                        "create": create,
-                        "shadow": None,
-                        "parts": [],
-                        "rows": 0,
-                    }
-                )
+            entries.extend(_entry(table, engine, create) for table, engine, create, _ in _tables(client, db))
             return {"format": 1, "engine": "server", "database": db, "backup": name, "tables": entries}
         root = _engine_root()
         for table, engine, create, paths in _tables(client, db):
-            entry: TableEntry = {
-                "name": table,
-                "engine": engine,
-                "create": create,
-                "shadow": None,
-                "parts": [],
-                "rows": 0,
-            }
+            entry = _entry(table, engine, create)
             if engine.endswith("MergeTree"):
                 # The parts listed are the ones the freeze links: no insert reaches this
                 # table meanwhile (the tracking flusher holds during an update).
@@ -127,6 +110,10 @@ def freeze(name: str) -> dict[str, Any]:
         "root": str(root),  # as this process sees it (in a container: its own path)
         "tables": entries,
     }
+
+
+def _entry(table: str, engine: str, create: str) -> TableEntry:
+    return {"name": table, "engine": engine, "create": create, "shadow": None, "parts": [], "rows": 0}
 
 
 def unfreeze(name: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.contrib.admin.models import ADDITION, LogEntry
+
 from updates import actions
 from updates.models import UpdateRun
 
@@ -35,3 +37,14 @@ def request_run(user: Any = None, **overrides: Any) -> UpdateRun:
     refusal rules apply, the trigger is written when the transaction commits. Needs the
     `offered` and `agent_online` fixtures (or the refusal they would prevent is raised)."""
     return actions.request_install(user=user, idempotency_key=uuid.uuid4().hex, **overrides)
+
+
+def admin_log(user_id: int, object_id: str, message: str) -> LogEntry:
+    """An admin log entry (an addition) by `user_id`, as the admin's own views write them."""
+    return LogEntry.objects.create(
+        user_id=user_id,
+        object_id=object_id,
+        object_repr=object_id,
+        action_flag=ADDITION,
+        change_message=message,
+    )

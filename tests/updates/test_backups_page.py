@@ -6,13 +6,13 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.admin.models import ADDITION, LogEntry
 from django.urls import reverse
 from django.utils import timezone
 
 from opentrace.clickhouse import client as clickhouse
 from tests.tracking.conftest import engine, migrated_engine  # noqa: F401 - fixtures
 from tests.updates.agent_client import post
+from tests.updates.factories import admin_log
 from tracking.models import Project
 from updates.models import BackupSet
 
@@ -88,7 +88,7 @@ def test_the_page_shows_each_set_and_what_restoring_it_would_discard(client, sup
             column_names=["project_id", "event_id", "event", "distinct_id", "timestamp", "received_at"],
         )
     Project.objects.create(name="added since")
-    LogEntry.objects.log_action(superuser.pk, None, "1", "x", ADDITION, "changed since")
+    admin_log(superuser.pk, "1", "changed since")
     client.force_login(superuser)
 
     page = client.get(reverse("updates_backups"))

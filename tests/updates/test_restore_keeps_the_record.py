@@ -12,7 +12,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
 from django.db import connection, connections
 from django.utils import timezone
@@ -20,7 +20,7 @@ from django.utils import timezone
 from contract.record import RECORD_TABLES
 from host_agent.backup import BackupTools, create_backup, read_manifest, restore_database
 from smtpconfig.models import NoticeLog
-from tests.updates.factories import make_run
+from tests.updates.factories import admin_log, make_run
 from tracking.models import Project
 from updates.models import RunStatus, UpdateEvent, UpdateRun
 from updates.models.runs import EventIn
@@ -65,9 +65,7 @@ def test_the_record_tables_are_the_models_tables():
 def test_a_restore_keeps_the_run_its_events_notices_and_admin_log_and_rewinds_the_rest(tmp_path):
     admin = User.objects.create_superuser("admin", "admin@example.com", "pw")
     run = make_run(user=admin)
-    LogEntry.objects.log_action(
-        admin.pk, None, str(run.pk), "run", ADDITION, "Requested the update 1.1.5 → 1.2.0"
-    )
+    admin_log(admin.pk, str(run.pk), "Requested the update 1.1.5 → 1.2.0")
     run.record_events(
         [event(1, kind="run", state="running"), event(2, kind="step", step="preflight", state="started")]
     )
@@ -86,9 +84,9 @@ def test_a_restore_keeps_the_run_its_events_notices_and_admin_log_and_rewinds_th
         ]
     )
     notice("run_rolled_back", run)
-    LogEntry.objects.log_action(admin.pk, None, "x", "later", ADDITION, "Changed the SMTP settings")
+    admin_log(admin.pk, "x", "Changed the SMTP settings")
     later_user = User.objects.create_user("later")
-    LogEntry.objects.log_action(later_user.pk, None, "y", "gone", ADDITION, "by a user the restore removes")
+    admin_log(later_user.pk, "y", "by a user the restore removes")
     Project.objects.create(name="after the backup")
     kept_project.delete()
     connections.close_all()
@@ -118,7 +116,7 @@ def test_a_restore_keeps_the_run_its_events_notices_and_admin_log_and_rewinds_th
         is None
     )
     # New rows after the restore get fresh ids (the sequences were moved past the kept rows).
-    LogEntry.objects.log_action(admin.pk, None, "z", "after", ADDITION, "after the restore")
+    admin_log(admin.pk, "z", "after the restore")
     other = make_run()
     other.record_events([event(1, kind="run", state="running")])
     assert UpdateEvent.objects.count() == 6
