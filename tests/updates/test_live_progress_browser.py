@@ -59,7 +59,7 @@ def test_progress_keeps_polling_through_an_outage_and_shows_the_outcome(live_ser
 
     page.route("**/admin/updates/system/progress/**", restart)
     page.wait_for_function(
-        "document.getElementById('run-connection').textContent.indexOf('Waiting for the server') !== -1"
+        "(document.getElementById('run-connection')?.textContent || '').indexOf('Waiting for the server') !== -1"
     )
 
     agent = Client()
@@ -72,10 +72,11 @@ def test_progress_keeps_polling_through_an_outage_and_shows_the_outcome(live_ser
         event(4, "step", step="deploy", state="succeeded"),
         event(5, "run", state="succeeded"),
     )
-    page.wait_for_function("document.getElementById('run-status').textContent === 'Succeeded'")
+    page.wait_for_function("document.getElementById('run-status')?.textContent === 'Succeeded'")
     # The page loads itself again once the run ended: the outcome is the server's.
+    # (While the page loads again there is a moment with no document body: no element yet.)
     page.wait_for_function(
-        "document.getElementById('run-headline').textContent.indexOf('Now on 1.2.0') === 0"
+        "(document.getElementById('run-headline')?.textContent || '').indexOf('Now on 1.2.0') === 0"
     )
     assert "<img src=x onerror=alert(1)> recreating web" in page.text_content("#run-log")
     assert page.query_selector("#run-log img") is None
