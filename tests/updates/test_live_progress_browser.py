@@ -59,7 +59,8 @@ def test_progress_keeps_polling_through_an_outage_and_shows_the_outcome(live_ser
 
     page.route("**/admin/updates/system/progress/**", restart)
     page.wait_for_function(
-        "(document.getElementById('run-connection')?.textContent || '').indexOf('Waiting for the server') !== -1"
+        "(document.getElementById('run-connection')?.textContent || '')"
+        ".indexOf('Waiting for the server') !== -1"
     )
 
     agent = Client()
