@@ -450,13 +450,22 @@ wait_for() {
 log "waiting for the web app at $health_url"
 wait_for any || die "the web app did not start"
 
+# `exec` picks web container number 1 unless told otherwise; after an update's rollout the
+# running one is number 2 or higher (the agent starts the new web beside the old), so a second
+# run of install.sh on an updated install passes the number of the one that runs.
+web_index=()
+web_number=$(dc ps web 2>/dev/null | sed -n -E 's/^[^ ]*[-_]web[-_]([0-9]+) .*[Uu]p.*/\1/p' | head -n 1)
+if [[ -n $web_number && $web_number != 1 ]]; then
+  web_index=(--index "$web_number")
+fi
+
 log "migrating PostgreSQL and ClickHouse (manage.py migrate_all)"
-dc exec -T web python manage.py migrate_all
+dc exec -T "${web_index[@]}" web python manage.py migrate_all
 
 # The password goes through stdin, never on a command line another user could read.
 log "ensuring the admin account '$admin_user'"
 # shellcheck disable=SC2016 # $p expands in the container's shell, not here
-printf '%s\n' "$admin_password" | dc exec -T \
+printf '%s\n' "$admin_password" | dc exec -T "${web_index[@]}" \
   -e "OPENTRACE_ADMIN_USER=$admin_user" -e "OPENTRACE_ADMIN_EMAIL=$admin_email" web \
   sh -c 'IFS= read -r p || true; if [ -n "$p" ]; then export OPENTRACE_ADMIN_PASSWORD="$p"; fi; exec python manage.py ensure_admin'
 

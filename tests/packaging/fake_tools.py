@@ -3,8 +3,9 @@
 The fakes are one small Python program installed under each name. Every call appends
 `{"argv": [...], "cwd": ..., "stdin": ...}` to a JSON-lines log, so a test can assert the
 exact commands install.sh ran. Behaviour is steered by files in the state folder:
-`compose-v2` (docker has the compose plugin), `info-fails`, `fail-on` (a substring of the
-command line that makes the call exit 1), and the systemctl state `enabled`/`active`.
+`compose-v2` (docker has the compose plugin), `ps-output` (what `compose ps` prints),
+`info-fails`, `fail-on` (a substring of the command line that makes the call exit 1), and the
+systemctl state `enabled`/`active`.
 
 The sandbox's PATH holds only these fakes and links to the real tools install.sh needs, so
 a test can also take one away (git, python3, docker-compose) and see the error.
@@ -50,6 +51,7 @@ REAL_TOOLS = (
     "sleep",
     "stat",
     "tail",
+    "head",
     "env",
 )
 
@@ -90,6 +92,9 @@ if name == "docker" and argv[1:2] == ["compose"]:
     argv = argv[1:]
 if argv[-1:] == ["version"]:
     print("Docker Compose version v2.29.7" if argv[0] == "compose" else "docker-compose version 1.29.2")
+    sys.exit(0)
+if "ps" in argv and (state / "ps-output").exists():
+    print((state / "ps-output").read_text(), end="")
     sys.exit(0)
 if "migrate_all" in argv:
     print("Django (postgresql): applied 20 migration(s)")

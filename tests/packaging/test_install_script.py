@@ -71,6 +71,7 @@ def stack_commands(v2: bool = True, user: str = "admin", email: str = "admin@loc
     return [
         compose("build", v2=v2),
         compose("up", "-d", v2=v2),
+        compose("ps", "web", v2=v2),
         compose("exec", "-T", "web", "python", "manage.py", "migrate_all", v2=v2),
         compose(
             "exec",
@@ -270,6 +271,32 @@ def test_no_build_starts_the_images_that_exist(sandbox):
     assert install(sandbox, "--no-agent", "--no-build").returncode == 0
     assert compose("build") not in sandbox.calls()
     assert compose("up", "-d") in sandbox.calls()
+
+
+@pytest.mark.parametrize("v2", [True, False])
+def test_a_second_run_after_a_rollout_runs_its_commands_in_the_web_container_that_runs(sandbox, v2):
+    # After an update the agent's rollout leaves web container number 2 (number 1 is gone);
+    # compose's `exec` looks for number 1 unless given --index.
+    if v2:
+        sandbox.set("compose-v2")
+        listing = "NAME              IMAGE   STATUS\nopentrace-web-2   web     Up 3 minutes (healthy)\n"
+    else:
+        header = "     Name       Command   State\n" + "-" * 32
+        listing = header + "\nopentrace_web_2  gunicorn  Up (healthy)\n"
+    sandbox.set("ps-output", listing)
+    assert install(sandbox, "--no-agent").returncode == 0
+    execs = [argv for argv in sandbox.calls() if "exec" in argv]
+    assert len(execs) == 2
+    for argv in execs:
+        assert argv[argv.index("exec") : argv.index("exec") + 4] == ["exec", "-T", "--index", "2"]
+
+
+def test_a_stopped_web_container_is_not_taken_for_the_running_one(sandbox):
+    sandbox.set("ps-output", "opentrace_web_3  gunicorn  Exit 137\nopentrace_web_1  gunicorn  Up (healthy)\n")
+    assert install(sandbox, "--no-agent").returncode == 0
+    execs = [argv for argv in sandbox.calls() if "exec" in argv]
+    assert execs
+    assert all("--index" not in argv for argv in execs)
 
 
 def test_the_admin_password_goes_through_stdin_never_argv(sandbox, tmp_path):
