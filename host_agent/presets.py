@@ -447,11 +447,20 @@ class ComposePreset(Preset):
         v1's `exec` looks for number 1 unless told otherwise.
         """
         try:
-            numbers = [w.number for w in self.web_containers(step) if w.number]
+            webs = self.web_containers(step)
         except StepFailed:
-            numbers = []
+            webs = []
+        if not webs:
+            # The app is stopped (a restore by hand stops it first): a one-off container of
+            # the same image does the work; `exec` would only fail.
+            return self.one_off()
+        numbers = [w.number for w in webs if w.number]
         index = ["--index", numbers[0]] if numbers and "1" not in numbers else []
         return [*self.compose(), "exec", "-T", *index, WEB_SERVICE]
+
+    def one_off(self) -> list[str]:
+        """A one-off container of the app image, removed when it exits, starting nothing else."""
+        return [*self.compose(), "run", "--rm", "--no-deps", "-T", MANAGE_SERVICE]
 
     # -- the web service behind the proxy --------------------------------------------------
 
@@ -611,17 +620,7 @@ class ComposePreset(Preset):
     def manage_argv(self, args: list[str]) -> list[str]:
         # A one-off container of the newly built image: `migrate` runs before `deploy`, while
         # the running web container still holds the old code.
-        return [
-            *self.compose(),
-            "run",
-            "--rm",
-            "--no-deps",
-            "-T",
-            MANAGE_SERVICE,
-            "python",
-            "manage.py",
-            *args,
-        ]
+        return [*self.one_off(), "python", "manage.py", *args]
 
     def migrate(self, step: str) -> str:
         self.manage(step, ["migrate_all"])

@@ -21,6 +21,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+from host_agent.config import load_config
+from host_agent.presets import make_preset
 from host_agent.tests.conftest import agent_env, run_agent, trigger_fields, write_trigger
 
 FAKE_DOCKER = textwrap.dedent(
@@ -527,3 +529,21 @@ def test_the_rollback_image_of_the_release_before_is_removed_when_unused(project
     assert in_use not in engine.removed
     log = " ".join(" ".join(e.get("lines") or []) for e in backend.run_events(run_id))
     assert f"the older rollback image {older[7:19]}: removed" in log
+
+
+def test_work_in_the_app_goes_to_a_one_off_container_when_no_web_container_runs(
+    project, fake_docker, monkeypatch
+):
+    # A restore by hand stops the app first; `exec` into a stopped web would only fail.
+    env, _calls, engine = fake_docker
+    for name, value in agent_env(**env).items():
+        monkeypatch.setenv(name, value)
+    flags = {"preset": "compose", "project_dir": str(project.checkout), "data_dir": str(project.data_dir)}
+    preset = make_preset(load_config(flags, os.environ, require_secret=False), lambda step, lines: None)
+    assert preset.backup_tools().python_cmd == [*COMPOSE, "exec", "-T", "web", "python"]
+
+    state = engine.read()
+    state["containers"]["web"]["status"] = "exited"
+    engine.write(state)
+    one_off = [*COMPOSE, "run", "--rm", "--no-deps", "-T", "manage"]
+    assert preset.backup_tools().python_cmd == [*one_off, "python"]
