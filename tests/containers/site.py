@@ -19,8 +19,10 @@ import base64
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -37,6 +39,7 @@ ADMIN_PASSWORD = "compose-admin-pw 7%"
 class ComposeSite(AdminClient):
     admin_user = "ops"
     admin_password = ADMIN_PASSWORD
+    tracking_key = ""  # a project's write key, once the module's fixture made one
 
     def __init__(self, root: Path, timings: dict[str, float], healthcheck_timeout: int = 90) -> None:
         self.root = root
@@ -161,6 +164,49 @@ class ComposeSite(AdminClient):
     def write_key(self, name: str = "downtime probe") -> str:
         return self.shell(
             f"from tracking.models import Project; print(Project.objects.create(name={name!r}).write_key)"
+        )
+
+    def track(self, event: str) -> str:
+        """One event through the public tracking endpoint; its event_id once acknowledged."""
+        event_id = str(uuid.uuid4())
+        now = datetime.now(UTC).isoformat()
+        body = {
+            "events": [
+                {"event": event, "distinct_id": "restore-test", "timestamp": now, "event_id": event_id}
+            ]
+        }
+        answer = self.session.post(
+            f"{self.url}/api/track", json=body, headers={"X-OpenTrace-Key": self.tracking_key}, timeout=30
+        )
+        assert answer.status_code == 200, answer.text[:500]
+        return event_id
+
+    def host_python(self) -> str:
+        """The Python updater.sh runs the agent with: install.sh's .agent-venv, else this one."""
+        venv = self.project_dir / ".agent-venv" / "bin" / "python"
+        return str(venv) if venv.exists() else sys.executable
+
+    def host_agent_command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`updater.sh <command>` as root under the systemd unit's UMask=0027."""
+        return subprocess.run(
+            ["sh", "-c", 'umask 0027 && exec bash updater.sh "$@"', "updater.sh", *args],
+            cwd=self.project_dir,
+            env=self.stack.env(OPENTRACE_AGENT_PRESET="compose"),
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+
+    def restore(self, backup: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.host_python(), "restore_all.py", str(backup), "--preset", "compose", *args],
+            cwd=self.project_dir,
+            env=self.stack.env(),
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
         )
 
     def stored_event_ids(self, event: str = "downtime-probe", wait: float = 90) -> set[str]:

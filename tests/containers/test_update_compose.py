@@ -268,3 +268,59 @@ def test_a_release_is_built_beside_the_running_containers_swapped_and_migrated(s
 
 def _iso_to_unix(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
+
+
+def test_a_backup_made_by_hand_restores_the_install_and_keeps_the_update_record(site):
+    """README "Backup and restore" on the stack: backup, changes, dry run, restore with the app stopped."""
+    before = [site.track("restore-before") for _ in range(3)]
+    assert site.stored_event_ids("restore-before") == set(before)
+    backups = site.data_dir / "backups"
+    sets_before = set(backups.iterdir()) if backups.exists() else set()
+
+    made = site.host_agent_command("backup")  # under the unit's umask, as root
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    (backup,) = set(backups.iterdir()) - sets_before
+    assert backup.stat().st_mode & 0o077 == 0
+
+    # Written after the backup: an admin change (rewound by the restore), two events (discarded
+    # with it, as the dry run says), and an admin log entry (the update's record: kept).
+    site.shell(
+        "from django.contrib.auth.models import User; "
+        "User.objects.filter(username='ops').update(first_name='after-backup'); print('ok')"
+    )
+    after = [site.track("restore-after") for _ in range(2)]
+    assert site.stored_event_ids("restore-after") == set(after)
+    site.shell(
+        "from django.contrib.admin.models import LogEntry, CHANGE; "
+        "from django.contrib.auth.models import User; "
+        "LogEntry.objects.create(user=User.objects.get(username='ops'), action_flag=CHANGE, "
+        "object_repr='after the backup', change_message='Requested the update (restore test)'); print('ok')"
+    )
+
+    dry = site.restore(backup, "--dry-run")
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    assert "dry run: nothing restored" in dry.stdout
+    assert "events tracked into ClickHouse since" in dry.stdout
+    assert (
+        site.shell(
+            "from django.contrib.auth.models import User; print(User.objects.get(username='ops').first_name)"
+        )
+        == "after-backup"
+    )
+
+    site.stack.compose("stop", "web", "worker", "beat", "flusher", timeout=300)
+    restored = site.restore(backup)
+    assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
+    site.stack.compose("up", "-d", timeout=600)
+    site.stack.wait_for_healthz(300)
+
+    assert_data_intact(site)  # first_name is 'kept' again
+    assert (
+        site.shell(
+            "from django.contrib.admin.models import LogEntry; "
+            "print(LogEntry.objects.filter(object_repr='after the backup').count())"
+        )
+        == "1"
+    )
+    assert site.stored_event_ids("restore-before") == set(before)
+    assert site.stored_event_ids("restore-after", wait=10) == set()
