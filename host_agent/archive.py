@@ -114,8 +114,14 @@ class Walk:
         self.counts["links"] += 1
 
 
-def write_archive(root: str, skip: set[str], out: BinaryIO) -> dict[str, int]:
-    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+def write_archive(root: str, skip: set[str], out: BinaryIO, root_fd: int | None = None) -> dict[str, int]:
+    """The archive of `root`, or of the directory `root_fd` is open on (then `root` only names it).
+
+    The agent opens the data dir as root and hands the descriptor over: its owner, whom this
+    runs as, may not be allowed to look up the path (a parent directory only root can search).
+    """
+    if root_fd is None:
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         with tarfile.open(fileobj=out, mode="w|gz", format=tarfile.PAX_FORMAT) as tar:
             walk = Walk(tar, skip)
@@ -129,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="the data-dir archive of a backup set, tar.gz on stdout")
     parser.add_argument("data_dir")
     parser.add_argument("--skip", action="append", default=[], help="a path relative to DATA_DIR")
+    parser.add_argument("--dir-fd", type=int, help="DATA_DIR, already open on this inherited descriptor")
     args = parser.parse_args(argv)
     try:
-        counts = write_archive(args.data_dir, set(args.skip), sys.stdout.buffer)
+        counts = write_archive(args.data_dir, set(args.skip), sys.stdout.buffer, args.dir_fd)
     except OSError as exc:
         print(f"archiving {args.data_dir} failed: {exc}", file=sys.stderr)
         return 1

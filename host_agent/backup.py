@@ -456,17 +456,29 @@ def _fill_set(
         manifest["clickhouse_rows"] = {t["name"]: int(t["rows"]) for t in tables if t["parts"] or t["rows"]}
         log(f"clickhouse: {len(tables)} table(s) snapshotted by the engine ({parts} part(s), {rows} row(s))")
 
-    with os.fdopen(safefs.create_private(set_fd, "data.tar.gz"), "wb") as out:
-        skip = [arg for kept in sorted(kept_names(tools)) for arg in ("--skip", kept)]
-        _agent_python(
-            tools,
-            "host_agent.archive",
-            str(tools.data_dir),
-            *skip,
-            user=tools.owner,
-            stdout=out,
-            what="archiving the data dir",
-        )
+    try:
+        # Opened here, as root, and inherited: the owner the archive is read as may not be able
+        # to look up the data dir's path (a parent only root can search, e.g. /root/…).
+        data_fd = safefs.open_dir(tools.data_dir)
+    except (OSError, safefs.Unsafe) as exc:
+        raise BackupError(f"archiving the data dir: {exc}") from None
+    try:
+        with os.fdopen(safefs.create_private(set_fd, "data.tar.gz"), "wb") as out:
+            skip = [arg for kept in sorted(kept_names(tools)) for arg in ("--skip", kept)]
+            _agent_python(
+                tools,
+                "host_agent.archive",
+                str(tools.data_dir),
+                "--dir-fd",
+                str(data_fd),
+                *skip,
+                user=tools.owner,
+                stdout=out,
+                what="archiving the data dir",
+                pass_fds=(data_fd,),
+            )
+    finally:
+        os.close(data_fd)
     log("data dir archived, read as its owner" if tools.owner else "data dir archived")
     manifest["files"] = _describe_files(here)
     return manifest
