@@ -84,6 +84,16 @@ SWAPPER = """
 """
 
 
+def backup(project, backend) -> subprocess.CompletedProcess:
+    """`python -m host_agent backup` as root, with a state dir of this test's own.
+
+    As root against another uid's data dir the agent's default state dir is the host's
+    /var/lib/opentrace-agent, whose run lock parallel tests (and other checkouts) would share.
+    """
+    state_dir = project.checkout.parent / "agent-state"
+    return run_agent(project, backend, "backup", OPENTRACE_AGENT_STATE_DIR=str(state_dir))
+
+
 def members(set_dir: Path) -> dict[str, bytes]:
     found = {}
     with tarfile.open(set_dir / "data.tar.gz") as archive:
@@ -96,7 +106,7 @@ def members(set_dir: Path) -> dict[str, bytes]:
 def test_a_set_is_private_even_when_the_backup_is_run_by_hand_with_umask_022(project, backend, hostile):
     old = os.umask(0o022)
     try:
-        done = run_agent(project, backend, "backup")
+        done = backup(project, backend)
     finally:
         os.umask(old)
     assert done.returncode == 0, done.stderr
@@ -107,6 +117,19 @@ def test_a_set_is_private_even_when_the_backup_is_run_by_hand_with_umask_022(pro
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in set_dir.rglob("*") if p.is_file()}
     assert modes
     assert set(modes.values()) == {0o600}, modes
+
+
+def test_the_data_dir_is_archived_as_its_owner_even_below_a_folder_only_root_can_search(
+    project, backend, hostile, tmp_path
+):
+    # As on the container stack, where the install sits in pytest's 0700 folder, or a
+    # project in /root: the owner cannot look up the path, so the agent hands it the directory.
+    tmp_path.chmod(0o700)
+    done = backup(project, backend)
+    assert done.returncode == 0, done.stderr
+    found = members(Path(done.stdout.strip()))
+    assert found["uploads/logo.png"] == b"\x89PNG original"
+    assert SECRET not in b"".join(found.values())
 
 
 def test_a_file_swapped_for_a_link_during_the_backup_walk_never_brings_a_root_only_file_in(
@@ -125,7 +148,7 @@ def test_a_file_swapped_for_a_link_during_the_backup_walk_never_brings_a_root_on
         time.sleep(0.3)
         sets = []
         for _ in range(3):
-            done = run_agent(project, backend, "backup")
+            done = backup(project, backend)
             assert done.returncode == 0, done.stderr
             sets.append(Path(done.stdout.strip()))
     finally:
@@ -144,7 +167,7 @@ def test_a_file_swapped_for_a_link_during_the_backup_walk_never_brings_a_root_on
 def test_a_planted_outward_link_refuses_the_restore_and_changes_nothing(project, backend, hostile):
     (project.data_dir / "uploads" / "escape").symlink_to("/etc")
     give_to_app(project.data_dir)
-    done = run_agent(project, backend, "backup")
+    done = backup(project, backend)
     assert done.returncode == 0, done.stderr
     set_dir = Path(done.stdout.strip())
     with sqlite3.connect(project.data_dir / "opentrace.sqlite3") as db:
@@ -168,7 +191,7 @@ def test_a_planted_outward_link_refuses_the_restore_and_changes_nothing(project,
 def test_a_directory_swapped_for_a_link_during_the_restore_is_never_written_through(
     project, backend, hostile, tmp_path
 ):
-    done = run_agent(project, backend, "backup")
+    done = backup(project, backend)
     assert done.returncode == 0, done.stderr
     set_dir = Path(done.stdout.strip())
     victim = tmp_path / "victim"
@@ -193,7 +216,7 @@ def test_a_directory_swapped_for_a_link_during_the_restore_is_never_written_thro
 
 
 def test_a_set_the_app_planted_is_not_restored(project, backend, hostile):
-    done = run_agent(project, backend, "backup")
+    done = backup(project, backend)
     assert done.returncode == 0, done.stderr
     real = Path(done.stdout.strip())
     forged = project.data_dir / "forged"
@@ -218,7 +241,7 @@ def test_a_sqlite_file_swapped_for_a_link_to_a_root_only_database_is_refused(
     live.unlink()
     live.symlink_to(root_db)
 
-    done = run_agent(project, backend, "backup")
+    done = backup(project, backend)
 
     assert done.returncode == 1
     assert "a link is never followed" in done.stderr
