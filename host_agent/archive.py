@@ -105,6 +105,10 @@ class Walk:
             target = os.readlink(name, dir_fd=dir_fd)
         except FileNotFoundError:
             return
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                return  # no longer a link when read (swapped back): the next backup takes it
+            raise
         if not stat.S_ISLNK(st.st_mode):
             return  # swapped back meanwhile: the next backup takes it
         info = _info(rel, st)
