@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from testing.helpers import ROOT
 
 LINT_IMPORTS = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "lint-imports"
 PACKAGES = ("contract", "host_agent", "opentrace", "updates", "smtpconfig", "tracking")

@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from opentrace.clickhouse import client as clickhouse
 from opentrace.config import ClickHouseTarget
-from tests.helpers import closed_port
+from testing.helpers import closed_port
 
 
 @pytest.fixture
