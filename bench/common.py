@@ -12,7 +12,6 @@ import platform
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,12 @@ BENCH_SECRET_KEY = "bench-" + "k" * 60  # DEBUG off needs a long key; never used
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from testing import agent  # noqa: E402 - found through the path above
+from testing.agent import RESTART, Project  # noqa: E402
+from testing.helpers import free_port  # noqa: E402
+from testing.registry_server import respond, start_registry_server  # noqa: E402
+from testing.signer import request_headers  # noqa: E402
 
 
 # --- the machine ---------------------------------------------------------------------
@@ -169,12 +174,6 @@ def manage(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.Comp
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_http(url: str, timeout: float = 60.0, ok: Sequence[int] = (200,)) -> float:
     start = time.monotonic()
     deadline = start + timeout
@@ -229,18 +228,9 @@ def gunicorn(env: dict[str, str], workers: int = 2) -> Iterator[str]:
         Path(log.name).unlink(missing_ok=True)
 
 
-# --- signed requests to the agent API (SPEC §6), written from the spec ------------------
+# --- signed requests to the agent API (SPEC §6), by the tests' signer written from the spec ------
 def signed_headers(secret: str, body: bytes) -> dict[str, str]:
-    import hashlib
-    import hmac
-
-    stamp = str(int(time.time()))
-    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {
-        "Content-Type": "application/json",
-        "X-OpenTrace-Timestamp": stamp,
-        "X-OpenTrace-Signature": f"sha256={digest}",
-    }
+    return {"Content-Type": "application/json", **request_headers(secret, body)}
 
 
 def agent_secret(data_dir: Path) -> str:
@@ -248,40 +238,13 @@ def agent_secret(data_dir: Path) -> str:
 
 
 # --- a fake project for the agent (real git, a manage.py that only records) ---------------
-def make_project(base: Path, *, start: str, releases: Sequence[str]) -> Any:
-    """A project checkout at `start` whose upstream also has `releases` tagged.
-
-    Built with the agent tests' own fixture pieces so the bench drives the same fake app.
-    """
-    import sqlite3
-
-    from host_agent.tests.conftest import FAKE_MANAGE, Project, git
-
-    upstream = base / "upstream"
-    upstream.mkdir(parents=True)
-    git(upstream, "init", "-q", "-b", "main")
-    (upstream / "manage.py").write_text(FAKE_MANAGE)
-    (upstream / "requirements.txt").write_text("# nothing to install\n")
-    (upstream / ".gitignore").write_text("data/\n")
-    project = Project(upstream, base / "opentrace", base / "opentrace" / "data", {})
-    project.add_release(start)
-    git(base, "clone", "-q", str(upstream), str(project.checkout))
-    for version in releases:
-        project.add_release(version)
-    project.data_dir.mkdir()
-    with sqlite3.connect(project.data_dir / "opentrace.sqlite3") as db:
-        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
-        db.execute("INSERT INTO notes VALUES (1, 'written before the update')")
-    (project.data_dir / "served").write_text(start + "\n")
-    return project
+def make_project(base: Path, *, start: str, releases: Sequence[str]) -> Project:
+    """A project checkout at `start` whose upstream also has `releases` tagged: the agent
+    tests' own fake app (`testing.agent`), so the bench drives the same one."""
+    return agent.make_project(base, start=start, releases=releases)
 
 
-RESTART = (
-    "import shutil, os; shutil.copy('VERSION', os.path.join(os.environ['OPENTRACE_DATA_DIR'], 'served'))"
-)
-
-
-def agent_command(project: Any, backend_url: str, command: str = "once") -> list[str]:
+def agent_command(project: Project, backend_url: str, command: str = "once") -> list[str]:
     return [
         PYTHON,
         "-m",
@@ -301,18 +264,7 @@ def agent_command(project: Any, backend_url: str, command: str = "once") -> list
 
 
 def agent_env(secret: str, **extra: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("OPENTRACE_", "DATABASE_URL", "CLICKHOUSE_"))
-    }
-    env.update(
-        OPENTRACE_AGENT_SECRET=secret,
-        OPENTRACE_AGENT_BACKUP_CLICKHOUSE="0",
-        OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT="5",
-        OPENTRACE_AGENT_PYTHON=PYTHON,
-        PYTHONPATH=str(ROOT),
-    )
-    env.update(extra)
-    return env
+    return agent.agent_env(secret, **{"OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT": "5", **extra})
 
 
 class HealthProxy:
@@ -375,11 +327,6 @@ class HealthProxy:
         self.server.server_close()
 
 
-def iso_in(delta: timedelta = timedelta()) -> str:
-    """An ISO 8601 UTC time `delta` from now (negative: ago): no date in a benchmark goes stale."""
-    return (datetime.now(UTC) + delta).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 def manifest(version: str) -> bytes:
     return json.dumps(
         {"schema": 1, "project": "opentrace", "meta_version": 1, "releases": [{"version": version}]}
@@ -412,27 +359,13 @@ def offer(version: str, *, heartbeat_to: str | None = None, secret: str = "") ->
     from updates.checking import run_check
     from updates.models import RegistryCheck
 
-    body = manifest(version)
-
-    class Registry(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    registry = start_registry_server()
+    url = registry.serve("/v.json", respond(manifest(version), headers={"Content-Type": "application/json"}))
     try:
-        with override_settings(OPENTRACE_REGISTRY_URL=f"http://127.0.0.1:{server.server_address[1]}/v.json"):
+        with override_settings(OPENTRACE_REGISTRY_URL=url):
             check = run_check(RegistryCheck.Trigger.COMMAND)
     finally:
-        server.shutdown()
-        server.server_close()
+        registry.close()
     if check.outcome == RegistryCheck.Outcome.FAILED:
         raise SystemExit(f"the registry check for {version} failed: {check.error}")
     if heartbeat_to is not None:

@@ -29,7 +29,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
-from bench.downtime import SCENARIOS, Prober, print_update, prober_figures, track_prober
+from bench.downtime import SCENARIOS, print_update, prober_figures
+from testing.prober import Prober, track_prober
 
 
 def unix(value: str | None) -> float | None:

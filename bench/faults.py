@@ -57,6 +57,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
+from testing.registry_server import iso_in
 
 DB = "ot_bench_faults"
 BOUNDARIES = [
@@ -442,9 +443,9 @@ class Suite:
                     "step": "build",
                     "state": "started",
                     "message": "m",
-                    "at": common.iso_in(),
+                    "at": iso_in(),
                 },
-                {"seq": 2, "kind": "log", "step": "build", "lines": ["a", "b"], "at": common.iso_in()},
+                {"seq": 2, "kind": "log", "step": "build", "lines": ["a", "b"], "at": iso_in()},
             ],
         }
         valid_beat = {
@@ -453,7 +454,7 @@ class Suite:
             "deployed_version": "1.1.5",
             "busy": True,
             "run_id": str(run.pk),
-            "at": common.iso_in(),
+            "at": iso_in(),
         }
         cases: list[tuple[str, str, bytes, dict[str, str], str]] = []  # (kind, url, body, headers, method)
         for raw in RAW_HOSTILE:
@@ -540,7 +541,7 @@ class Suite:
             "git_tag": "v1.2.0",
             "git_commit": None,
             "requested_by": "bench_admin",
-            "requested_at": common.iso_in(),
+            "requested_at": iso_in(),
             "manifest": base64.b64encode(common.manifest("1.2.0")).decode(),
         }
 
@@ -654,7 +655,7 @@ class Suite:
             "git_tag": "v1.2.0",
             "git_commit": None,
             "requested_by": "bench_admin",
-            "requested_at": common.iso_in(),
+            "requested_at": iso_in(),
             "manifest": base64.b64encode(common.manifest("1.2.0")).decode(),
         }
         samples = {
@@ -746,12 +747,12 @@ class Suite:
             "schema": 1,
             "project": "opentrace",
             "meta_version": 3,
-            "expires": common.iso_in(timedelta(days=365)),
+            "expires": iso_in(timedelta(days=365)),
             "releases": [
                 {
                     "version": "1.2.0",
                     "channel": "stable",
-                    "published_at": common.iso_in(-timedelta(days=7)),
+                    "published_at": iso_in(-timedelta(days=7)),
                     "notes": "**notes**",
                     "severity": "security",
                     "git_tag": "v1.2.0",
@@ -906,22 +907,11 @@ def _no_redirect(opener: urllib.request.OpenerDirector) -> urllib.request.Opener
 
 
 def _registry_server(body: bytes) -> tuple[Any, str]:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from testing.registry_server import respond, start_registry_server
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/version.json"
+    registry = start_registry_server()
+    url = registry.serve("/version.json", respond(body, headers={"Content-Type": "application/json"}))
+    return registry.server, url
 
 
 def main() -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
+from testing.registry_server import iso_in
 
 DB = "ot_bench_ingest"
 LINE = "Collecting static files: copying '/app/static/admin/css/base.css' (12.4 kB) ... done"
@@ -45,7 +46,7 @@ def worker(
     while time.monotonic() < stop_at:
         events = []
         for _ in range(batch):
-            events.append({"seq": seq, "kind": "log", "step": "build", "lines": text, "at": common.iso_in()})
+            events.append({"seq": seq, "kind": "log", "step": "build", "lines": text, "at": iso_in()})
             seq += stride
         body = json.dumps({"run_id": run_id, "events": events}).encode()
         request = urllib.request.Request(url, data=body, headers=common.signed_headers(secret, body))

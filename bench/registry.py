@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
+from testing.registry_server import iso_in
 
 DB = "ot_bench_registry"
 RELEASES = 20
@@ -42,7 +43,7 @@ def document() -> bytes:
         {
             "version": f"1.{minor}.{patch}",
             "channel": "stable",
-            "published_at": common.iso_in(-timedelta(days=7)),
+            "published_at": iso_in(-timedelta(days=7)),
             "notes": f"## 1.{minor}.{patch}\n\n" + "- fixed a thing in the dashboard\n" * 20,
             "severity": "normal",
             "git_tag": f"v1.{minor}.{patch}",
@@ -52,7 +53,7 @@ def document() -> bytes:
         for minor in range(1, 3)
         for patch in range(RELEASES // 2)
     ]
-    expires = common.iso_in(timedelta(days=365))
+    expires = iso_in(timedelta(days=365))
     body = {"schema": 1, "project": "opentrace", "meta_version": 7, "expires": expires}
     return json.dumps({**body, "releases": releases}).encode()
 

@@ -29,7 +29,7 @@ import urllib3
 
 from contract.registry import MAX_DOCUMENT_BYTES, RegistryError
 
-__all__ = ["FetchResult", "RegistryError", "backoff_delay", "fetch", "is_loopback_host", "parse_retry_after"]
+__all__ = ["FetchResult", "backoff_delay", "fetch", "is_loopback_host", "parse_retry_after"]
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0

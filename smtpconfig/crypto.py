@@ -14,11 +14,9 @@ from django.conf import settings
 class SecretKeyError(Exception):
     """A stored secret cannot be decrypted (its key was removed or replaced) or no key is set.
 
-    Always permanent: retrying does not bring a key back. The message tells the operator
-    what to do and never contains the secret or the keys.
+    Retrying does not bring a key back (the mailer makes it a permanent `MailError`). The
+    message tells the operator what to do and never contains the secret or the keys.
     """
-
-    permanent = True
 
 
 def _fernet(keys: list[str] | None = None) -> MultiFernet:

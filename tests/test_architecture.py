@@ -2,8 +2,9 @@
 
 `[tool.importlinter]` in pyproject.toml holds them: `contract` imports nothing of ours,
 `host_agent` imports no Django and none of the apps, `smtpconfig` imports nothing of
-`updates`, and the apps import each other one way (no cycles). tests/updates/test_boundaries.py
-checks the finer rules inside `updates/` by reading the source.
+`updates`, the apps import each other one way (no cycles), and the product imports nothing
+of the test harness (`testing/`), the tests or the benchmarks (`host_agent/tests` may).
+tests/updates/test_boundaries.py checks the finer rules inside `updates/` by reading the source.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from testing.helpers import ROOT
 
 LINT_IMPORTS = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "lint-imports"
 PACKAGES = ("contract", "host_agent", "opentrace", "updates", "smtpconfig", "tracking")
+PRODUCT_ONLY = "the product imports nothing of testing/, tests/ or bench/"
 
 
 def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
@@ -64,6 +66,11 @@ def test_the_tree_keeps_every_contract():
         ("host_agent/outbox.py", "from updates import models", "host_agent/ imports no Django"),
         # A cycle: opentrace (the project) back up into an app that imports it.
         ("opentrace/version.py", "import tracking.views", "the apps import each other one way"),
+        # The product and the test harness, the tests or the benchmarks.
+        ("updates/checking.py", "from testing import registry_server", PRODUCT_ONLY),
+        ("opentrace/health.py", "import tests.conftest", PRODUCT_ONLY),
+        ("host_agent/git.py", "from bench import common", PRODUCT_ONLY),
+        ("contract/trigger.py", "import testing.signer", PRODUCT_ONLY),
     ],
 )
 def test_a_broken_rule_fails_the_check(tree_copy: Path, module: str, line: str, contract: str):

@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from opentrace.clickhouse import client as clickhouse
 from opentrace.config import ClickHouseTarget
-from tests.helpers import closed_port
+from testing.helpers import closed_port
 
 
 @pytest.fixture
@@ -86,12 +86,11 @@ def test_it_waits_while_another_process_holds_the_engine_then_proceeds(engine):
 def test_an_engine_held_past_the_limit_is_a_clear_busy_error(engine):
     proc = hold_engine(engine, 60)
     try:
-        with pytest.raises(clickhouse.ClickHouseBusy, match="held by another process") as info:
+        with pytest.raises(clickhouse.ClickHouseBusy, match="held by another process"):
             clickhouse.open_client(busy_timeout=0.5)
     finally:
         proc.kill()
         proc.wait()
-    assert info.value.permanent is False
 
 
 def test_threads_of_one_process_share_the_engine(engine):
@@ -120,7 +119,6 @@ def test_an_unreachable_server_is_unavailable_not_a_crash():
     with override_settings(CLICKHOUSE=target), pytest.raises(clickhouse.ClickHouseUnavailable) as info:
         clickhouse.ping()
     assert "pw-123" not in str(info.value)
-    assert info.value.permanent is False
 
 
 def test_the_database_name_comes_from_the_url():

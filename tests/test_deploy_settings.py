@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from opentrace.config import load_config
-from tests.helpers import ROOT, clean_env
+from testing.helpers import ROOT, clean_env
 
 
 def production_env(data_dir, **overrides: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from opentrace import health
 from opentrace.clickhouse.catalog import DEFAULT_DIRECTORY
 from opentrace.config import ClickHouseTarget
 from opentrace.version import running_version
-from tests.helpers import ROOT, clean_env, closed_port, healthz_in_child, manage
+from testing.helpers import ROOT, clean_env, closed_port, healthz_in_child, manage
 
 pytestmark = pytest.mark.django_db
 

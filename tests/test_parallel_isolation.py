@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, closed_port
+from testing.helpers import ROOT, closed_port
 
 PROBE = """
 import json, os

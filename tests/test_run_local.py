@@ -17,39 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.downtime import Prober
-from tests.helpers import ROOT, clean_env, free_port
+from testing.helpers import ROOT, clean_env, start_local_runner, wait_for_health
+from testing.prober import Prober
 
 pytestmark = pytest.mark.slow
 
 
-def wait_for_health(base: str, proc: subprocess.Popen, timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the runner exited early"
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
-                return json.load(response)
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            last = exc
-            time.sleep(0.5)
-    raise AssertionError(f"/healthz never answered 200: {last}")
-
-
 def test_the_local_runner_serves_health_and_the_admin_then_stops(tmp_path):
-    port = free_port()
-    env = clean_env(
-        OPENTRACE_DATA_DIR=str(tmp_path),
-        OPENTRACE_PORT=str(port),
-        OPENTRACE_RUN_AGENT="0",
-        PYTHONUNBUFFERED="1",
-    )
-    log = open(tmp_path / "runner.log", "w+")  # noqa: SIM115 - read after the process ends
-    proc = subprocess.Popen(
-        [sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
+    runner = start_local_runner(tmp_path)
+    proc, base, log = runner.proc, runner.url, runner.log
     try:
         health = wait_for_health(base, proc)
         assert health["status"] == "ok"
@@ -80,7 +56,7 @@ def test_the_local_runner_serves_health_and_the_admin_then_stops(tmp_path):
 
 
 def test_ensure_admin_never_invents_a_password_for_an_existing_account(tmp_path):
-    from tests.helpers import manage
+    from testing.helpers import manage
 
     env = clean_env(OPENTRACE_DATA_DIR=str(tmp_path))
     assert manage("migrate", "--noinput", env=env).returncode == 0
@@ -126,20 +102,8 @@ def web_master(runner: subprocess.Popen) -> int:
 
 def test_sighup_reloads_the_web_server_without_failing_a_request(tmp_path):
     """`deploy` in local mode: new workers beside the old, a slow request on the old one completes."""
-    port = free_port()
-    env = clean_env(
-        OPENTRACE_DATA_DIR=str(tmp_path),
-        OPENTRACE_PORT=str(port),
-        OPENTRACE_RUN_AGENT="0",
-        OPENTRACE_RUN_WORKER="0",
-        OPENTRACE_RUN_FLUSHER="0",
-        PYTHONUNBUFFERED="1",
-    )
-    log = open(tmp_path / "runner.log", "w+")  # noqa: SIM115 - read after the process ends
-    proc = subprocess.Popen(
-        [sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
+    runner = start_local_runner(tmp_path, OPENTRACE_RUN_WORKER="0", OPENTRACE_RUN_FLUSHER="0")
+    proc, base, port, log = runner.proc, runner.url, runner.port, runner.log
     # A generous timeout: this asserts no refused, cut or failed request; latency is the
     # benchmark's (bench/downtime.py), and the suite may share the machine's two cores.
     probers = [

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import ROOT
+from testing.helpers import ROOT
 
 STRICT = ("contract", "host_agent")
 
@@ -44,7 +44,7 @@ def test_contract_and_the_agent_are_checked_strictly(tmp_path):
 def test_every_type_ignore_names_its_code_and_says_why():
     # `# type: ignore[code]  # why` — mypy itself reports unused ones (warn_unused_ignores).
     bare = []
-    for package in (*STRICT, "opentrace", "updates", "smtpconfig", "tracking", "scripts", "bench"):
+    for package in (*STRICT, "opentrace", "updates", "smtpconfig", "tracking", "scripts", "bench", "testing"):
         for path in [*(ROOT / package).rglob("*.py"), ROOT / "restore_all.py"]:
             if "tests" in path.relative_to(ROOT).parts:
                 continue

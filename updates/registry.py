@@ -10,12 +10,12 @@ from contract.fetch import (
     READ_TIMEOUT,
     USER_AGENT,
     FetchResult,
-    RegistryError,
     _check_url,
     backoff_delay,
     fetch,
     parse_retry_after,
 )
+from contract.registry import RegistryError
 
 __all__ = [
     "CONNECT_TIMEOUT",

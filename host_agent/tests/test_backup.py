@@ -6,7 +6,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import textwrap
 import uuid
 from datetime import datetime, timedelta
@@ -25,31 +24,7 @@ from host_agent.backup import (
 )
 from host_agent.backup_report import verify_set
 from host_agent.clock import UTC
-from host_agent.tests.conftest import AGENT_ROOT, agent_env, run_agent
-
-RESTORE = AGENT_ROOT / "restore_all.py"
-
-
-def restore(project, backup_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            str(RESTORE),
-            str(backup_dir),
-            "--preset",
-            "local",
-            "--project-dir",
-            str(project.checkout),
-            "--data-dir",
-            str(project.data_dir),
-            *extra,
-        ],
-        env=agent_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from testing.agent import AGENT_ROOT, restore, run_agent
 
 
 @pytest.fixture

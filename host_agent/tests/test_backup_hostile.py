@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from host_agent.backup import helper_python
-from host_agent.tests.conftest import run_agent
-from host_agent.tests.test_backup import restore
+from testing.agent import restore, run_agent
 
 APP_UID = 10001
 SECRET = b"root-only secret: do not copy me"

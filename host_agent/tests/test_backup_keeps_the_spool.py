@@ -7,12 +7,10 @@ leaves the spool as it is.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
-from host_agent.tests.conftest import AGENT_ROOT, agent_env, run_agent
+from testing.agent import restore, run_agent
 
 
 def test_a_backup_leaves_out_the_spool_and_a_restore_does_not_touch_it(project, backend):
@@ -28,23 +26,6 @@ def test_a_backup_leaves_out_the_spool_and_a_restore_does_not_touch_it(project, 
 
     with segment.open("ab") as handle:
         handle.write(b"acknowledged after the backup\n")
-    restored = subprocess.run(
-        [
-            sys.executable,
-            str(AGENT_ROOT / "restore_all.py"),
-            str(backup),
-            "--preset",
-            "local",
-            "--project-dir",
-            str(project.checkout),
-            "--data-dir",
-            str(project.data_dir),
-        ],
-        env=agent_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    restored = restore(project, backup)
     assert restored.returncode == 0, restored.stderr
     assert segment.read_bytes() == b"acknowledged before the backup\nacknowledged after the backup\n"

@@ -23,7 +23,7 @@ import pytest
 
 from host_agent.config import load_config
 from host_agent.presets import make_preset
-from host_agent.tests.conftest import agent_env, run_agent, trigger_fields, write_trigger
+from testing.agent import agent_env, run_agent, trigger_fields, write_trigger
 
 FAKE_DOCKER = textwrap.dedent(
     """\

@@ -11,7 +11,7 @@ import pytest
 
 from host_agent.config import load_config
 from host_agent.errors import ConfigError
-from host_agent.tests.conftest import AGENT_ROOT, SECRET, agent_env, run_agent, trigger_fields, write_trigger
+from testing.agent import AGENT_ROOT, SECRET, agent_env, run_agent, trigger_fields, write_trigger
 
 NO_FLAGS: dict[str, object] = {}
 

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from host_agent.tests.conftest import run_agent, trigger_fields, write_trigger
+from testing.agent import run_agent, trigger_fields, write_trigger
 
 BEFORE_MIGRATE = ["claimed", "preflight", "backup", "fetch", "build"]
 # Killed as `migrate` starts: the journal says it began, and the agent cannot know how far it

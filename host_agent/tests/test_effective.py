@@ -8,7 +8,7 @@ import json
 
 from host_agent import effective
 from host_agent.config import load_config
-from host_agent.tests.conftest import SECRET
+from testing.agent import SECRET
 
 ENV = {"OPENTRACE_AGENT_SECRET": SECRET}
 

@@ -15,16 +15,8 @@ from datetime import datetime
 
 from host_agent.backend import BackendClient
 from host_agent.heartbeat import Heartbeat
-from host_agent.tests.conftest import (
-    RESTART,
-    SECRET,
-    agent_argv,
-    agent_env,
-    run_agent,
-    trigger_fields,
-    write_trigger,
-)
-from host_agent.tests.test_run_loop import wait_for
+from testing.agent import RESTART, SECRET, agent_argv, agent_env, run_agent, trigger_fields, write_trigger
+from testing.helpers import poll
 
 
 def at(payload: dict) -> datetime:
@@ -40,11 +32,11 @@ def test_run_sends_busy_then_idle_heartbeats_as_soon_as_a_run_starts_and_ends(pr
         text=True,
     )
     try:
-        assert wait_for(lambda: backend.heartbeats), "no heartbeat right after start"
+        assert poll(lambda: backend.heartbeats), "no heartbeat right after start"
         run_id = write_trigger(project, trigger_fields("1.2.0"))
-        assert wait_for(lambda: backend.final_state(run_id) == "succeeded", 30)
+        assert poll(lambda: backend.final_state(run_id) == "succeeded", 30)
         # Started idle, busy when the run started, idle again when it ended.
-        assert wait_for(lambda: len(backend.heartbeats) >= 3 and not backend.heartbeats[-1]["busy"], 5), (
+        assert poll(lambda: len(backend.heartbeats) >= 3 and not backend.heartbeats[-1]["busy"], 5), (
             backend.heartbeats
         )
     finally:
@@ -113,16 +105,14 @@ def test_a_prompted_heartbeat_is_retried_until_the_backend_answers(backend):
     thread = threading.Thread(target=beat.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        assert wait_for(lambda: backend.refused_while_down >= 1, 5)
+        assert poll(lambda: backend.refused_while_down >= 1, 5)
         beat.prompt()
-        assert wait_for(lambda: backend.refused_while_down >= 3, 5), "a prompted beat was not retried"
+        assert poll(lambda: backend.refused_while_down >= 3, 5), "a prompted beat was not retried"
         backend.down = False
-        assert wait_for(lambda: backend.heartbeats, 5)
+        assert poll(lambda: backend.heartbeats, 5)
         delivered = backend.refused_while_down
         # Delivered: back to the regular interval, no more retries.
-        assert not wait_for(
-            lambda: backend.refused_while_down > delivered or len(backend.heartbeats) > 1, 0.5
-        )
+        assert not poll(lambda: backend.refused_while_down > delivered or len(backend.heartbeats) > 1, 0.5)
     finally:
         stop.set()
         beat.wake()
@@ -135,7 +125,7 @@ def test_a_prompt_just_before_stopping_is_sent_once_and_the_thread_ends_at_once(
     stop = threading.Event()
     thread = threading.Thread(target=beat.run, args=(stop,), daemon=True)
     thread.start()
-    assert wait_for(lambda: len(backend.heartbeats) == 1, 5)
+    assert poll(lambda: len(backend.heartbeats) == 1, 5)
     beat.prompt()
     stop.set()
     beat.wake()
@@ -143,7 +133,7 @@ def test_a_prompt_just_before_stopping_is_sent_once_and_the_thread_ends_at_once(
     thread.join(5)
     assert not thread.is_alive()
     assert time.monotonic() - started < 1.0  # not the retry or regular interval
-    assert wait_for(lambda: len(backend.heartbeats) == 2, 1)
+    assert poll(lambda: len(backend.heartbeats) == 2, 1)
 
 
 def test_stopping_without_a_prompt_sends_nothing_more(backend):
@@ -151,7 +141,7 @@ def test_stopping_without_a_prompt_sends_nothing_more(backend):
     stop = threading.Event()
     thread = threading.Thread(target=beat.run, args=(stop,), daemon=True)
     thread.start()
-    assert wait_for(lambda: len(backend.heartbeats) == 1, 5)
+    assert poll(lambda: len(backend.heartbeats) == 1, 5)
     stop.set()
     beat.wake()
     thread.join(1.0)

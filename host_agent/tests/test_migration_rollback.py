@@ -8,12 +8,7 @@ import json
 import sqlite3
 from contextlib import closing
 
-from host_agent.tests.conftest import (
-    manifest_body,
-    run_agent,
-    trigger_fields,
-    write_trigger,
-)
+from testing.agent import manifest_body, run_agent, trigger_fields, write_trigger
 
 
 def steps(backend, run_id: str) -> list[tuple[str, str]]:

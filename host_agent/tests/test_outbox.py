@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from host_agent.backend import BackendClient
 from host_agent.outbox import Outbox
 from host_agent.reporter import Reporter
-from host_agent.tests.conftest import SECRET
+from testing.agent import SECRET
 
 
 def reporter_for(backend, state_dir) -> Reporter:

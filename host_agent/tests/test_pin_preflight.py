@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from host_agent.tests.conftest import git, run_agent, trigger_fields, write_trigger
+from testing.agent import run_agent, trigger_fields, write_trigger
+from testing.helpers import git
 
 
 def pinned(project, version: str, commit: str) -> str | None:  # type: ignore[no-untyped-def]

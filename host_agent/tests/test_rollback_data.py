@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 
-from host_agent.tests.conftest import run_agent, trigger_fields, write_trigger
+from testing.agent import run_agent, trigger_fields, write_trigger
 
 # The fake backend keeps its own tables (agent_*) in the same file; they are the update's record.
 APP_TABLES = (

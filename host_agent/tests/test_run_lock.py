@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from host_agent.backup import backup_sets
-from host_agent.tests.conftest import agent_argv, agent_env, run_agent, trigger_fields, write_trigger
+from testing.agent import agent_argv, agent_env, run_agent, trigger_fields, write_trigger
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None:

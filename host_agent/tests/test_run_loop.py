@@ -13,17 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from host_agent.tests.conftest import agent_argv, agent_env, trigger_fields, write_trigger
 from host_agent.watcher import Watcher
-
-
-def wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
+from testing.agent import agent_argv, agent_env, trigger_fields, write_trigger
+from testing.helpers import poll
 
 
 def cpu_seconds(pid: int) -> float:
@@ -81,7 +73,7 @@ def test_run_heartbeats_processes_a_trigger_and_stops_on_sigterm(project, backen
         text=True,
     )
     try:
-        assert wait_for(lambda: backend.heartbeats), "no heartbeat right after start"
+        assert poll(lambda: backend.heartbeats), "no heartbeat right after start"
         assert backend.heartbeats[0]["deployed_version"] == "1.1.5"
         assert backend.heartbeats[0]["busy"] is False
 
@@ -92,9 +84,9 @@ def test_run_heartbeats_processes_a_trigger_and_stops_on_sigterm(project, backen
 
         written = time.monotonic()
         run_id = write_trigger(project, trigger_fields("1.2.0"))
-        assert wait_for(lambda: backend.seqs(run_id), 5)
+        assert poll(lambda: backend.seqs(run_id), 5)
         assert time.monotonic() - written < 2.5
-        assert wait_for(lambda: backend.final_state(run_id) == "succeeded", 30)
+        assert poll(lambda: backend.final_state(run_id) == "succeeded", 30)
     finally:
         agent.send_signal(signal.SIGTERM)
         try:
@@ -113,7 +105,7 @@ def test_a_second_agent_on_the_same_data_dir_refuses_to_start(project, backend):
         stderr=subprocess.DEVNULL,
     )
     try:
-        assert wait_for(lambda: backend.heartbeats)
+        assert poll(lambda: backend.heartbeats)
         second = subprocess.run(
             [sys.executable, "-m", "host_agent", *agent_argv(project, backend, "once")],
             env=agent_env(),
@@ -143,7 +135,7 @@ def test_sigterm_lets_the_current_step_finish_then_ends_the_run(project, backend
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert wait_for(
+    assert poll(
         lambda: (
             ("deploy", "started") in [(e.get("step"), e.get("state")) for e in backend.run_events(run_id)]
         ),

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from host_agent.tests.conftest import AGENT_ROOT, agent_argv, agent_env, trigger_fields, write_trigger
+from testing.agent import AGENT_ROOT, agent_argv, agent_env, trigger_fields, write_trigger
 
 UPDATER = AGENT_ROOT / "updater.sh"
 UNIT = AGENT_ROOT / "deploy" / "opentrace-agent.service"

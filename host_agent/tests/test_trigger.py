@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from host_agent.tests.conftest import manifest_body, run_agent, sign, trigger_fields, write_trigger
+from testing.agent import manifest_body, run_agent, sign, trigger_fields, write_trigger
 
 
 def rejection_reason(project) -> str:

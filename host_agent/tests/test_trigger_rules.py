@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from host_agent.errors import TriggerRejected
-from host_agent.tests.conftest import SECRET, manifest_body, sign, trigger_fields
 from host_agent.trigger import Trigger, parse_trigger
+from testing.agent import SECRET, manifest_body, sign, trigger_fields
 
 KEY_ID = "k1"
 

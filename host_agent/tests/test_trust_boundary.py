@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from host_agent.tests.conftest import agent_argv, agent_env, git, trigger_fields
+from testing.agent import agent_argv, agent_env, trigger_fields
+from testing.helpers import git
 
 APP_UID = 10001
 UNIT_UMASK = 0o027

@@ -6,7 +6,8 @@ import json
 import sqlite3
 import sys
 
-from host_agent.tests.conftest import UNHEALTHY_TIMEOUT, git, run_agent, trigger_fields, write_trigger
+from testing.agent import UNHEALTHY_TIMEOUT, run_agent, trigger_fields, write_trigger
+from testing.helpers import git
 
 STEPS = ["preflight", "backup", "fetch", "build", "migrate", "deploy", "healthcheck"]
 

@@ -32,15 +32,11 @@ _BUSY_MARKERS = ("Error initializing EmbeddedServer", "EmbeddedServer already in
 
 
 class ClickHouseError(Exception):
-    """A ClickHouse operation failed. `permanent` is False when trying again may help."""
-
-    permanent = True
+    """A ClickHouse operation failed (`ClickHouseUnavailable`: trying again may help)."""
 
 
 class ClickHouseUnavailable(ClickHouseError):
     """The server cannot be reached, or the embedded engine cannot be loaded."""
-
-    permanent = False
 
 
 class ClickHouseBusy(ClickHouseUnavailable):

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 
 class MigrationError(Exception):
-    """A migration command cannot go on. `permanent` is False when trying again may help."""
-
-    permanent = True
+    """A migration command cannot go on."""
 
 
 class MigrationFileError(MigrationError):
@@ -34,19 +32,13 @@ class StatementFailed(MigrationError):
 class LedgerUnavailable(MigrationError):
     """ClickHouse refused a read or write of the ledger (unreachable, or a table not ours)."""
 
-    permanent = False
-
 
 class LockUnavailable(MigrationError):
     """Another run holds the migration lock past `--lock-timeout`."""
 
-    permanent = False
-
 
 class LockLost(MigrationError):
     """The migration lock was lost while statements were running (e.g. PostgreSQL went away)."""
-
-    permanent = False
 
 
 class ClusterMissing(MigrationError):

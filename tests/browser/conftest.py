@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from testing.e2e import make_base_upstream
+from testing.policies import offer
+from testing.policies import update_defaults as update_defaults_
+from testing.registry_server import RegistryServer, serving_registry
+from testing.smtp import Certs, SmtpTestServer, make_certs, smtp_servers
 from tests.browser.live import WIDTHS, open_as
-from tests.browser.site import BrowserSite
-
-# The end-to-end harness's upstream repository (built once per session from this tree).
-from tests.e2e.conftest import base_upstream  # noqa: F401
-
-# The same SMTP test servers as the SMTP settings tests (aiosmtpd on 127.0.0.1).
-from tests.smtp.conftest import certs, smtp_server  # noqa: F401
+from tests.browser.site import BROKEN_VERSION, FORGETFUL, NOTES, OFFERED_VERSION, VIEWER, BrowserSite
+from updates.models import RegistryState
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -43,17 +43,6 @@ CHROMIUM_ARGS = [
 HERE = Path(__file__).parent
 # Generous for a 2-core machine; every wait is explicit and ends as soon as its condition holds.
 TIMEOUT_MS = 20_000
-
-# Named staff accounts without any permission, created once for the session's site.
-VIEWER = ("viewer", "viewer@example.com", "viewer-Pa55-word")
-FORGETFUL = ("forgetful", "forgetful@example.com", "the-old-Pa55word")
-
-OFFERED_VERSION = "1.2.0"
-BROKEN_VERSION = "1.2.2"
-NOTES = {
-    OFFERED_VERSION: "Faster funnels.\n\nSee https://opentrace.example.com/releases/1.2.0 for details.",
-    BROKEN_VERSION: "Retention cohorts, and a new index on events.",
-}
 
 
 def _skip_reason() -> str | None:
@@ -78,6 +67,43 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 _FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(scope="session")
+def base_upstream(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The end-to-end harness's upstream repository (this tree at v1.1.5), built once."""
+    return make_base_upstream(tmp_path_factory.mktemp("e2e-base") / "upstream")
+
+
+# The same SMTP test servers as the SMTP settings tests (aiosmtpd on 127.0.0.1).
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def smtp_server(certs: Certs) -> Iterator[Callable[..., SmtpTestServer]]:
+    yield from smtp_servers(certs)
+
+
+# For the tests of the admin's pages on a live server (in this process), the update tests'
+# settings: unsigned, on 1.1.5, stable channel, a registry on 127.0.0.1.
+@pytest.fixture
+def update_defaults(settings, tmp_path: Path) -> None:
+    update_defaults_(settings, tmp_path / "updates")
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def registry_server(settings, update_defaults: None) -> Iterator[RegistryServer]:
+    with serving_registry(settings) as server:
+        yield server
+
+
+@pytest.fixture
+def offered(registry_server: RegistryServer, db: None) -> RegistryState:
+    """The registry offers 1.2.0 (pinned to a commit) and a check has recorded it."""
+    return offer(registry_server)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -135,7 +161,7 @@ def page(browser, artifacts: Path, request: pytest.FixtureRequest):  # type: ign
 
 
 @pytest.fixture(scope="package")
-def site(tmp_path_factory: pytest.TempPathFactory, base_upstream: Path) -> Iterator[BrowserSite]:  # noqa: F811
+def site(tmp_path_factory: pytest.TempPathFactory, base_upstream: Path) -> Iterator[BrowserSite]:
     if _skip_reason():
         pytest.skip(_skip_reason())
     site = BrowserSite(tmp_path_factory.mktemp("site"), base_upstream)

@@ -3,7 +3,7 @@
 The pages' own behaviour (what they say, how the live script reacts to the agent's reports,
 how they lay out at 1280 and 390 px) needs a real browser but not a real install: Django's
 `live_server` serves this tree on the test database, the agent's side is the signed agent API
-(tests.updates.agent_client) called in the test, and the registry is a server on 127.0.0.1.
+(testing.agent_client) called in the test, and the registry is a server on 127.0.0.1.
 The slow half, tests/browser/test_update_journey.py, runs whole updates on a real install.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.test import Client
 
-from tests.updates.agent_client import HEARTBEAT, post
+from testing.agent_client import HEARTBEAT, post
 
 WIDTHS = {"desktop": 1280, "mobile": 390}
 

@@ -1,4 +1,4 @@
-"""The end-to-end harness's install (`tests.e2e.conftest.Site`), plus what the browser needs.
+"""The end-to-end harness's install (`testing.e2e.Site`), plus what the browser needs.
 
 `Site` builds an upstream repository from this tree, serves its v1.1.5 clone with
 `scripts/run_local.py` and runs the host agent in `local` mode beside it. Here it also gets
@@ -12,11 +12,23 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from tests.e2e.conftest import Site, add_release
-from tests.updates.registry_server import full_document, iso_in
+from testing.e2e import Site, add_release
+from testing.registry_server import full_document, iso_in
 
 ADMIN_USER = "admin"
 ADMIN_EMAIL = "admin@localhost"  # ensure_admin's default for the user "admin"
+
+# Named staff accounts without any permission, created once for the package's site.
+VIEWER = ("viewer", "viewer@example.com", "viewer-Pa55-word")
+FORGETFUL = ("forgetful", "forgetful@example.com", "the-old-Pa55word")
+
+# The releases the package's site has tagged upstream: a good one and one broken at healthcheck.
+OFFERED_VERSION = "1.2.0"
+BROKEN_VERSION = "1.2.2"
+NOTES = {
+    OFFERED_VERSION: "Faster funnels.\n\nSee https://opentrace.example.com/releases/1.2.0 for details.",
+    BROKEN_VERSION: "Retention cohorts, and a new index on events.",
+}
 
 
 class BrowserSite(Site):

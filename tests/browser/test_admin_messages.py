@@ -11,17 +11,16 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from contract.registry import RegistryError
+from testing.agent_client import event, post_events
+from testing.factories import make_run
+from testing.helpers import closed_port
+from testing.registry_server import full_document
 from tests.browser.live import heartbeat, open_as
 from tests.browser.pages import screenshot
-from tests.helpers import closed_port
-from tests.updates.agent_client import event, post_events
-from tests.updates.conftest import _update_defaults, offered, registry_server  # noqa: F401
-from tests.updates.factories import make_run
-from tests.updates.registry_server import full_document
 from updates.checking import run_check
 from updates.models import RegistryCheck, RegistryState, UpdateEvent
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("update_defaults")]
 
 SYSTEM = "/admin/updates/system/"
 SEP = " \N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK} "  # the admin's breadcrumb separator
@@ -121,7 +120,7 @@ NOTES = (
 )
 
 
-def test_point_9_release_notes_are_markdown_and_inert(admin_page, registry_server):  # noqa: F811
+def test_point_9_release_notes_are_markdown_and_inert(admin_page, registry_server):
     page = admin_page
     dialogs: list[object] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog), dialog.dismiss()))
@@ -151,7 +150,7 @@ def test_point_10_an_available_update_is_announced_across_the_admin(
     live_server,
     staff_user,
     width,
-    registry_server,  # noqa: F811
+    registry_server,
     artifacts,
 ):
     registry_server.serve_json(

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
+from testing.e2e import ADMIN_PASSWORD
+from testing.webhook_receiver import Receiver, start_receiver, stop_receiver
 from tests.browser.pages import log_in, open_settings_page
 from tests.browser.site import ADMIN_USER, BrowserSite
-from tests.channels.receiver import Receiver, start_receiver, stop_receiver
-from tests.e2e.conftest import ADMIN_PASSWORD
 from updates.channels import webhook
 
 

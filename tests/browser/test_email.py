@@ -7,12 +7,11 @@ from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import FORGETFUL
+from testing.e2e import ADMIN_PASSWORD
+from testing.helpers import closed_port, wait_for
+from testing.smtp import SmtpTestServer
 from tests.browser.pages import configure_smtp, log_in
-from tests.browser.site import ADMIN_EMAIL, ADMIN_USER, BrowserSite
-from tests.e2e.conftest import ADMIN_PASSWORD, wait_for
-from tests.helpers import closed_port
-from tests.smtp.conftest import SmtpTestServer
+from tests.browser.site import ADMIN_EMAIL, ADMIN_USER, FORGETFUL, BrowserSite
 
 SMTP_USER = "mailer"
 SMTP_PASSWORD = "smtp-Pa55-browser!"

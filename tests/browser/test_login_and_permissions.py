@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import OFFERED_VERSION, VIEWER
+from testing.e2e import ADMIN_PASSWORD
 from tests.browser.pages import log_in, open_settings_page
-from tests.browser.site import ADMIN_USER, BrowserSite
-from tests.e2e.conftest import ADMIN_PASSWORD
+from tests.browser.site import ADMIN_USER, OFFERED_VERSION, VIEWER, BrowserSite
 
 
 def test_a_wrong_password_is_refused_and_the_right_one_opens_the_settings(page: Page, site: BrowserSite):

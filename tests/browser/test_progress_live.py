@@ -13,14 +13,13 @@ from django.test import Client
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
+from testing.agent_client import event, post_events
+from testing.factories import make_run
 from tests.browser.live import heartbeat, page_width
 from tests.browser.pages import screenshot
-from tests.updates.agent_client import event, post_events
-from tests.updates.conftest import _update_defaults, offered, registry_server  # noqa: F401
-from tests.updates.factories import make_run
 from updates.models import RunStatus, UpdateEvent, UpdateRun
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("update_defaults")]
 
 SYSTEM = "/admin/updates/system/"
 
@@ -77,7 +76,7 @@ def open_system(page) -> None:  # type: ignore[no-untyped-def]
     expect(page.locator("#running-version")).to_be_visible()
 
 
-def test_point_1_a_claimed_run_shows_running_at_once(admin_page, offered):  # noqa: F811
+def test_point_1_a_claimed_run_shows_running_at_once(admin_page, offered):
     page = admin_page
     run = make_run()
     heartbeat()
@@ -93,7 +92,7 @@ def test_point_1_a_claimed_run_shows_running_at_once(admin_page, offered):  # no
     expect(page.locator("#run-headline")).to_have_text("Updating 1.1.5 → 1.2.0…")
 
 
-def test_point_2_progress_never_goes_backwards_when_the_record_is_restored(admin_page, offered):  # noqa: F811
+def test_point_2_progress_never_goes_backwards_when_the_record_is_restored(admin_page, offered):
     page = admin_page
     run = make_run()
     heartbeat(busy=True, run_id=run.pk)
@@ -142,7 +141,7 @@ def test_point_2_progress_never_goes_backwards_when_the_record_is_restored(admin
     assert all(a <= b for a, b in pairwise(rows)), rows
 
 
-def test_point_3_the_page_shows_the_install_as_it_is_once_the_run_ends(admin_page, offered, settings):  # noqa: F811
+def test_point_3_the_page_shows_the_install_as_it_is_once_the_run_ends(admin_page, offered, settings):
     page = admin_page
     run = make_run()
     heartbeat(busy=True, run_id=run.pk)
@@ -196,7 +195,7 @@ def rolled_back_at_migrate(run: UpdateRun) -> None:
 
 def test_point_4_a_release_that_just_failed_here_is_not_offered_as_if_nothing_happened(
     admin_page,
-    offered,  # noqa: F811
+    offered,
 ):
     page = admin_page
     heartbeat()
@@ -211,7 +210,7 @@ def test_point_4_a_release_that_just_failed_here_is_not_offered_as_if_nothing_ha
     assert "default" not in (retry.get_attribute("class") or "")
 
 
-def test_point_5_the_outcome_is_one_sentence_with_the_detail_collapsed(admin_page, offered, width, artifacts):  # noqa: F811
+def test_point_5_the_outcome_is_one_sentence_with_the_detail_collapsed(admin_page, offered, width, artifacts):
     page = admin_page
     heartbeat()
     rolled_back_at_migrate(make_run())
@@ -261,7 +260,7 @@ def test_point_5_the_runs_page_in_update_history_reads_the_same_way(admin_page):
     assert "clickhouse_migrate resume" not in page.locator("#content-main").inner_text()
 
 
-def test_point_14_the_page_fits_a_phone(admin_page, offered, width, artifacts):  # noqa: F811
+def test_point_14_the_page_fits_a_phone(admin_page, offered, width, artifacts):
     page = admin_page
     heartbeat()
     rolled_back_at_migrate(make_run())

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from playwright.sync_api import Dialog, Locator, Page, expect
 
-from tests.browser.conftest import OFFERED_VERSION
+from testing.e2e import ADMIN_PASSWORD
 from tests.browser.pages import check_now, log_in
-from tests.browser.site import ADMIN_USER, BrowserSite
-from tests.e2e.conftest import ADMIN_PASSWORD
+from tests.browser.site import ADMIN_USER, OFFERED_VERSION, BrowserSite
 
 HOSTILE_VERSION = "1.2.3"
 HOSTILE_NOTES = (

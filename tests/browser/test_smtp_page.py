@@ -7,10 +7,9 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import expect
 
+from testing.helpers import closed_port, wait_for
+from testing.smtp import SmtpTestServer
 from tests.browser.pages import screenshot
-from tests.e2e.conftest import wait_for
-from tests.helpers import closed_port
-from tests.smtp.conftest import SmtpTestServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,10 +14,9 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import BROKEN_VERSION, OFFERED_VERSION
+from testing.e2e import ADMIN_PASSWORD, PYTHON
 from tests.browser.pages import check_now, log_in, open_settings_page, reload_until, screenshot
-from tests.browser.site import ADMIN_USER, BrowserSite
-from tests.e2e.conftest import ADMIN_PASSWORD, PYTHON
+from tests.browser.site import ADMIN_USER, BROKEN_VERSION, OFFERED_VERSION, BrowserSite
 
 STEPS = ["preflight", "backup", "fetch", "build", "migrate", "deploy", "healthcheck"]
 # An update of the real app on a loaded 2-core machine takes about half a minute.

@@ -10,10 +10,9 @@ from playwright.sync_api import expect
 
 from tests.browser.live import heartbeat, page_width
 from tests.browser.pages import screenshot
-from tests.updates.conftest import _update_defaults, offered, registry_server  # noqa: F401
 from updates.models import ScheduledInstall, UpdatePolicy
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("update_defaults")]
 
 SYSTEM = "/admin/updates/system/"
 
@@ -56,7 +55,7 @@ def test_an_admin_sets_the_update_policy(admin_page, width, artifacts):
     assert sorted(UpdatePolicy.load().window_days) == [2, 6]
 
 
-def test_a_scheduled_install_is_shown_rescheduled_and_cancelled(admin_page, offered, width, artifacts):  # noqa: F811
+def test_a_scheduled_install_is_shown_rescheduled_and_cancelled(admin_page, offered, width, artifacts):
     page = admin_page
     heartbeat()
     page.goto(page.base + SYSTEM)

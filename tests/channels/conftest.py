@@ -1,4 +1,5 @@
-"""Fixtures of the channel tests: real receivers on 127.0.0.1, short timeouts, channels."""
+"""Fixtures of the channel tests: real receivers on 127.0.0.1, short timeouts, and the same
+in-process Celery and SMTP test servers as the mail tests (`testing/`)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.channels.receiver import Receiver, Reply, receivers
-
-# The same in-process Celery and SMTP test servers as the mail tests.
-from tests.smtp.conftest import certs, eager_celery, smtp_server  # noqa: F401
+from testing.beat import eager_celery as eager
+from testing.channels import CONNECT_TIMEOUT, READ_TIMEOUT
+from testing.smtp import Certs, SmtpTestServer, make_certs, smtp_servers
+from testing.webhook_receiver import Receiver, receivers
 from updates.channels import chat, webhook
-from updates.channels.forms import ChannelForm
-from updates.channels.models import NotificationChannel
-from updates.notice_kinds import NoticeKind
-
-# Timeouts the tests wait for: long enough for a 2-core machine under load, short enough
-# that a hanging receiver costs a second or two.
-CONNECT_TIMEOUT = 2.0
-READ_TIMEOUT = 1.5
 
 
 @pytest.fixture(autouse=True)
@@ -39,28 +32,18 @@ def receiver() -> Iterator[Callable[..., Receiver]]:
     yield from receivers()
 
 
-def make_channel(
-    url: str,
-    *,
-    kind: str = NotificationChannel.Kind.WEBHOOK,
-    name: str = "Ops hook",
-    notices: list[str] | None = None,
-    enabled: bool = True,
-) -> tuple[NotificationChannel, str]:
-    """A channel saved through its admin form (so the URL is checked as on the page); the
-    webhook secret it generated, shown once ('' for Apprise)."""
-    form = ChannelForm(
-        data={
-            "name": name,
-            "enabled": "on" if enabled else "",
-            "kind": kind,
-            "url": url,
-            "notices": list(NoticeKind.values) if notices is None else notices,
-        }
-    )
-    assert form.is_valid(), form.errors
-    channel = form.save()
-    return channel, channel.shown_once_secret
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("ca"))
 
 
-__all__ = ["Reply", "make_channel"]
+@pytest.fixture
+def smtp_server(certs: Certs) -> Iterator[Callable[..., SmtpTestServer]]:
+    yield from smtp_servers(certs)
+
+
+@pytest.fixture
+def eager_celery() -> Iterator[Any]:
+    """Tasks run in-process when enqueued, retries included; errors are not propagated."""
+    with eager(propagate=False) as app:
+        yield app

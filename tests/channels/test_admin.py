@@ -9,8 +9,8 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from smtpconfig.models import NoticeLog
-from tests.channels.conftest import make_channel
-from tests.channels.receiver import Reply
+from testing.channels import make_channel
+from testing.webhook_receiver import Reply
 from updates.channels import webhook
 from updates.channels.models import NotificationChannel
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from smtpconfig.models import NoticeLog
-from tests.channels.conftest import make_channel
-from tests.channels.receiver import Reply
+from testing.channels import make_channel
+from testing.webhook_receiver import Reply
 from updates import tasks
 from updates.channels import chat
 from updates.channels.forms import ChannelForm

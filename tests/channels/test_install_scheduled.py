@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.channels.conftest import make_channel
+from testing.channels import make_channel
 from updates import signals
 from updates.models import RegistryState, ScheduledInstall
 from updates.notice_kinds import NoticeKind

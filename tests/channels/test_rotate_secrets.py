@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from smtpconfig import crypto
-from tests.channels.conftest import make_channel
+from testing.channels import make_channel
 from updates.channels.models import NotificationChannel
 
 pytestmark = pytest.mark.django_db

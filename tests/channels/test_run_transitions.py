@@ -10,11 +10,11 @@ from collections import Counter
 import pytest
 
 from smtpconfig.models import NoticeLog
-from tests.channels.conftest import make_channel
-from tests.channels.receiver import Reply
-from tests.smtp.conftest import configure_smtp
-from tests.updates.agent_client import EVENTS, event, post, post_events
-from tests.updates.factories import make_run
+from testing.agent_client import EVENTS, event, post, post_events
+from testing.channels import make_channel
+from testing.factories import make_run
+from testing.smtp import configure_smtp
+from testing.webhook_receiver import Reply
 from updates import tasks
 from updates.channels.models import NotificationChannel
 from updates.models import UpdateRun

@@ -12,8 +12,8 @@ import pytest
 from django.urls import reverse
 
 from smtpconfig.models import NoticeLog
-from tests.channels.receiver import Reply
-from tests.helpers import closed_port
+from testing.helpers import closed_port
+from testing.webhook_receiver import Reply
 from updates import tasks
 from updates.channels.models import NotificationChannel
 from updates.models import UpdateRun

@@ -12,10 +12,10 @@ import uuid
 import pytest
 
 from smtpconfig.models import NoticeLog
-from tests.channels.conftest import READ_TIMEOUT, make_channel
-from tests.channels.receiver import Reply
-from tests.helpers import ROOT
-from tests.updates import agent_client
+from testing import agent_client
+from testing.channels import READ_TIMEOUT, make_channel
+from testing.helpers import ROOT
+from testing.webhook_receiver import Reply
 from updates import tasks
 from updates.channels import webhook
 from updates.channels.models import NotificationChannel
@@ -221,7 +221,7 @@ def test_a_redirect_to_another_host_is_refused(receiver, failed_run, eager_celer
 
 
 def test_a_refused_connection_is_retried(failed_run, eager_celery, monkeypatch):
-    from tests.helpers import closed_port
+    from testing.helpers import closed_port
 
     monkeypatch.setattr(tasks.send_channel_notice, "max_retries", 1)
     channel, _ = make_channel(f"http://127.0.0.1:{closed_port()}/hook")

@@ -3,7 +3,6 @@ retry is published again with its countdown and keeps its claim on the notice lo
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -11,19 +10,11 @@ from celery.contrib.testing.worker import start_worker
 
 from opentrace.celery import app as celery_app
 from smtpconfig.models import NoticeLog
-from tests.channels.conftest import make_channel
-from tests.channels.receiver import Reply
+from testing.channels import make_channel
+from testing.helpers import poll
+from testing.webhook_receiver import Reply
 from updates import tasks
 from updates.models import UpdateRun
-
-
-def wait_for(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.slow
@@ -47,7 +38,7 @@ def test_a_worker_retries_a_5xx_with_backoff_through_the_broker(receiver, superu
         result = tasks.send_channel_notice.apply_async(
             args=[channel.pk, "run_status", [str(run.pk), "running"]], queue=queue
         )
-        assert wait_for(lambda: NoticeLog.objects.filter(status="sent").exists()), list(
+        assert poll(lambda: NoticeLog.objects.filter(status="sent").exists(), 20, 0.1), list(
             NoticeLog.objects.values("status", "attempts", "error")
         )
 

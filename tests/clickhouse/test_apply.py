@@ -9,7 +9,7 @@ import pytest
 
 from opentrace.clickhouse import migrator
 from opentrace.clickhouse.catalog import load_migrations
-from tests.clickhouse.conftest import cli, command, ledger_rows, query
+from testing.clickhouse import cli, command, ledger_rows, query
 
 # The writers take the migration lock, which on PostgreSQL lives in the test database.
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.test import override_settings
 from opentrace.clickhouse import ledger
 from opentrace.clickhouse.catalog import TemplateContext, load_migrations
 from opentrace.clickhouse.ledger import _CREATE_DATABASE, _CREATE_TABLE
-from tests.clickhouse.conftest import cli, query
+from testing.clickhouse import cli, query
 
 pytestmark = pytest.mark.django_db
 

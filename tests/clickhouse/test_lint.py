@@ -6,7 +6,7 @@ import pytest
 
 from opentrace.clickhouse.catalog import DEFAULT_DIRECTORY, load_migrations
 from opentrace.clickhouse.lint import lint
-from tests.clickhouse.conftest import cli
+from testing.clickhouse import cli
 
 GOOD = [
     "CREATE TABLE IF NOT EXISTS ${db}.t${on_cluster} (x UInt8) ENGINE = ${replicated}MergeTree() ORDER BY x",

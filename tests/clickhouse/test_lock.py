@@ -22,8 +22,8 @@ from django.db import connection
 
 from opentrace.clickhouse.errors import LockLost, LockUnavailable
 from opentrace.clickhouse.lock import ADVISORY_KEY, FileLock, PostgresAdvisoryLock, migration_lock
-from tests.clickhouse.conftest import cli, ledger_rows, query
-from tests.helpers import ROOT, clean_env, closed_port
+from testing.clickhouse import cli, ledger_rows, query
+from testing.helpers import ROOT, clean_env, closed_port
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from tests.clickhouse.conftest import cli, query
-from tests.helpers import clean_env, manage
+from testing.clickhouse import cli, query
+from testing.helpers import clean_env, manage
 
 
 def env_for(tmp_path: Path, database_url: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.clickhouse.conftest import cli, command, ledger_rows, query
+from testing.clickhouse import cli, command, ledger_rows, query
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from tests.clickhouse.conftest import cli, ledger_rows, query
+from testing.clickhouse import cli, ledger_rows, query
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

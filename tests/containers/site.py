@@ -27,9 +27,10 @@ from pathlib import Path
 
 import requests
 
+from testing.e2e import AdminClient, add_release
+from testing.helpers import free_port, git
+from testing.registry_server import EXPIRES, envelope, new_key
 from tests.containers.stack import HealthRunner, Stack, copy_checkout
-from tests.e2e.conftest import AdminClient, add_release, free_port, git
-from tests.updates.registry_server import EXPIRES, envelope, new_key
 
 REGISTRY_PORT = 8765
 REGISTRY_DIR = "registry"  # in the data dir: /app/data/registry in the containers

@@ -34,8 +34,8 @@ from datetime import datetime
 
 import pytest
 
-from bench.downtime import Prober, track_prober
 from host_agent.steps import STEPS as AGENT_STEPS
+from testing.prober import Prober, track_prober
 from tests.containers.conftest import TIMINGS
 from tests.containers.site import ComposeSite
 

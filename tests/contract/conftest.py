@@ -9,22 +9,30 @@ tests' fake project and the fake backend written from SPEC §6.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-# The agent's fixtures (a real git project and a SPEC §6 backend), shared with its own tests.
-from host_agent.tests.conftest import backend, project  # noqa: F401
-from tests.updates.registry_server import RegistryServer, start_registry_server
+from testing.agent import FakeBackend, Project, make_project, serve_backend
+from testing.policies import update_defaults
+from testing.registry_server import RegistryServer, serving_registry
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """The agent tests' fake app in real git, checked out at 1.1.5, with 1.2.0 tagged upstream."""
+    return make_project(tmp_path)
+
+
+@pytest.fixture
+def backend(project: Project) -> Iterator[FakeBackend]:
+    """The agent tests' backend written from SPEC §6, for `project`."""
+    with serve_backend(project) as state:
+        yield state
 
 
 @pytest.fixture
 def registry_server(settings, tmp_path) -> Iterator[RegistryServer]:
-    settings.OPENTRACE_REGISTRY_KEYS = {}
-    settings.OPENTRACE_VERSION = "1.1.5"
-    settings.OPENTRACE_CHANNEL = "stable"
-    settings.OPENTRACE_UPDATES_DIR = tmp_path / "backend-updates"
-    server = start_registry_server()
-    settings.OPENTRACE_REGISTRY_URL = server.url("/version.json")
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    update_defaults(settings, tmp_path / "backend-updates")
+    with serving_registry(settings) as server:
+        yield server

@@ -10,7 +10,7 @@ import pytest
 
 from contract.offer import select_offer
 from contract.registry import Document, RegistryError, Release, parse_document, parse_time, parse_version
-from tests.updates.registry_server import envelope, new_key
+from testing.registry_server import envelope, new_key
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)  # noqa: UP017 - as the 3.10 code spells it
 K1, K2 = new_key("k1"), new_key("k2")

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from host_agent.tests.conftest import run_agent, trigger_fields, write_trigger
-from tests.updates.registry_server import SigningKey, envelope, new_key, respond
+from testing.agent import run_agent, trigger_fields, write_trigger
+from testing.registry_server import SigningKey, envelope, new_key, respond
 from updates.checking import run_check
 from updates.models import RegistryCheck, RegistryState
 

@@ -12,8 +12,8 @@ import pytest
 
 from host_agent import config as agent_config
 from host_agent import errors as agent_errors
-from host_agent.tests.conftest import SECRET
 from opentrace import config as backend_config
+from testing.agent import SECRET
 
 K32 = base64.b64encode(bytes(range(32))).decode()
 OTHER = base64.b64encode(bytes(range(1, 33))).decode()

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from host_agent.tests.conftest import SECRET, manifest_body, run_agent, sign, trigger_fields
-from tests.updates.factories import make_run
+from testing.agent import SECRET, manifest_body, run_agent, sign, trigger_fields
+from testing.factories import make_run
 from updates import trigger
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ import pytest
 
 from contract import events
 from host_agent import steps as agent_steps
-from host_agent.tests.conftest import run_agent, trigger_fields, write_trigger
+from testing.agent import run_agent, trigger_fields, write_trigger
 from updates.agent_api import BadRequest, parse_event
 
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from tests.e2e.conftest import IRREVERSIBLE_REASON
+from testing.e2e import IRREVERSIBLE_REASON
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,8 @@ import re
 import pytest
 
 from contract import events
-from tests.e2e.conftest import add_release, wait_for
+from testing.e2e import add_release
+from testing.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 STEPS = list(events.STEPS)  # SPEC §7: migrate before deploy

@@ -84,8 +84,8 @@ def test_contract_is_in_the_image_the_backend_imports_it():
     assert all(in_context(path) for path in tracked() if path.startswith("contract/"))
 
 
-def test_tests_and_benchmarks_stay_out_of_the_image():
-    for folder in ("tests/", "host_agent/tests/", "bench/"):
+def test_tests_their_harness_and_benchmarks_stay_out_of_the_image():
+    for folder in ("tests/", "testing/", "host_agent/tests/", "bench/"):
         members = [path for path in tracked() if path.startswith(folder)]
         assert members, folder
         assert not [path for path in members if in_context(path)], folder

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from smtpconfig.models import NoticeLog, SmtpSettings
-from tests.smtp.conftest import SMTP_PASSWORD, SMTP_USER, configure_smtp
+from testing.smtp import SMTP_PASSWORD, SMTP_USER, configure_smtp
 
 pytestmark = pytest.mark.django_db
 

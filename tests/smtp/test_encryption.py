@@ -10,7 +10,7 @@ from django.db import connection
 
 from smtpconfig import crypto
 from smtpconfig.models import SmtpSettings
-from tests.smtp.conftest import SMTP_PASSWORD, SMTP_USER, configure_smtp
+from testing.smtp import SMTP_PASSWORD, SMTP_USER, configure_smtp
 
 pytestmark = pytest.mark.django_db
 

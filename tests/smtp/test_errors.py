@@ -7,7 +7,7 @@ import time
 import pytest
 
 from smtpconfig import mailer
-from tests.smtp.conftest import SMTP_PASSWORD, SMTP_USER, configure_smtp
+from testing.smtp import SMTP_PASSWORD, SMTP_USER, configure_smtp
 
 pytestmark = pytest.mark.django_db
 

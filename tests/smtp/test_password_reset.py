@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.smtp.conftest import configure_smtp
+from testing.smtp import configure_smtp
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from smtpconfig.models import NoticeLog
-from tests.smtp.conftest import configure_smtp
+from testing.smtp import configure_smtp
 from updates import tasks
 from updates.models import EventIn, UpdateRun
 from updates.signals import run_status_changed
@@ -173,7 +173,7 @@ def test_a_mail_failure_never_fails_the_run(
 def test_events_reported_by_the_agent_api_mail_the_operators(
     client, run, server, eager_celery, django_capture_on_commit_callbacks
 ):
-    from tests.updates.agent_client import event, post_events
+    from testing.agent_client import event, post_events
 
     with django_capture_on_commit_callbacks(execute=True):
         response = post_events(

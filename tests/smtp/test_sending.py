@@ -9,7 +9,7 @@ from django.test import override_settings
 
 from smtpconfig import mailer
 from smtpconfig.models import SmtpSettings
-from tests.smtp.conftest import SMTP_PASSWORD, SMTP_USER, configure_smtp
+from testing.smtp import SMTP_PASSWORD, SMTP_USER, configure_smtp
 
 pytestmark = pytest.mark.django_db
 

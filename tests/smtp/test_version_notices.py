@@ -9,7 +9,7 @@ import pytest
 from celery import Celery
 
 from smtpconfig.models import NoticeLog, SmtpSettings
-from tests.smtp.conftest import SMTP_PASSWORD, SMTP_USER, configure_smtp
+from testing.smtp import SMTP_PASSWORD, SMTP_USER, configure_smtp
 from updates import notices, tasks
 from updates.models import RegistryState
 from updates.signals import update_available

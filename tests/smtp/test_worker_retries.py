@@ -6,7 +6,6 @@ The eager tests cover the decisions; this one proves the retry is really publish
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -14,18 +13,10 @@ from celery.contrib.testing.worker import start_worker
 
 from opentrace.celery import app as celery_app
 from smtpconfig.models import NoticeLog
-from tests.smtp.conftest import configure_smtp
+from testing.helpers import poll
+from testing.smtp import configure_smtp
 from updates import tasks
 from updates.models import RegistryState
-
-
-def wait_for(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.slow
@@ -45,7 +36,7 @@ def test_a_worker_retries_a_temporary_failure_through_the_broker(superuser, smtp
 
     with start_worker(celery_app, perform_ping_check=False, queues=[queue], shutdown_timeout=20):
         result = tasks.send_update_available_notice.apply_async(args=["1.2.0"], queue=queue)
-        assert wait_for(lambda: NoticeLog.objects.filter(status="sent").exists()), list(
+        assert poll(lambda: NoticeLog.objects.filter(status="sent").exists(), 20, 0.1), list(
             NoticeLog.objects.values("status", "attempts", "error")
         )
 

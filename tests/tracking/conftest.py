@@ -1,27 +1,19 @@
 """Fixtures for the tracking tests: a project, a buffer (spool, or Redis when configured),
-and an embedded ClickHouse whose `events` table the shipped migrations created.
+and an embedded ClickHouse whose `events` table the shipped migrations created
+(`testing/tracking.py`).
 
-The engine is migrated once per session (in a child `manage.py clickhouse_migrate apply`,
-as the agent runs it) and emptied before each test that uses it.
+The engine is migrated once per session and emptied before each test that uses it.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.test import Client, override_settings
 
-from opentrace.clickhouse import client as clickhouse
-from opentrace.config import ClickHouseTarget
-from tests.helpers import ROOT, clean_env
+from testing.tracking import emptied_engine, migrate_engine
 from tracking import keys
 from tracking.buffer import get_buffer
 from tracking.buffer.redis import LIST_KEY, SUSPECT_KEY
@@ -37,45 +29,14 @@ def _tracking_dir(settings, tmp_path) -> None:
 
 @pytest.fixture(scope="session")
 def migrated_engine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("tracking-engine")
-    path = base / "clickhouse"
-    env = clean_env(OPENTRACE_DATA_DIR=str(base / "data"), CLICKHOUSE_URL=f"chdb://{path}")
-    result = subprocess.run(
-        [sys.executable, "manage.py", "clickhouse_migrate", "apply"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return path
+    return migrate_engine(tmp_path_factory.mktemp("tracking-engine"))
 
 
 @pytest.fixture
 def engine(migrated_engine: Path) -> Iterator[Path]:
     """The migrated embedded engine, with no events in it."""
-    target = ClickHouseTarget(
-        dsn=f"chdb://{migrated_engine}", database="opentrace", embedded=True, path=migrated_engine
-    )
-    with override_settings(CLICKHOUSE=target):
-        with clickhouse.connect() as ch:
-            ch.command("TRUNCATE TABLE opentrace.events")
-        yield migrated_engine
-
-
-def stored(sql: str = "SELECT count() FROM opentrace.events FINAL", **parameters: Any) -> list[tuple]:
-    with clickhouse.connect() as ch:
-        return ch.query(sql, parameters=parameters or None).result_rows
-
-
-def count(final: bool = True) -> int:
-    sql = "SELECT count() FROM opentrace.events FINAL" if final else "SELECT count() FROM opentrace.events"
-    return stored(sql)[0][0]
-
-
-def event_ids() -> list[str]:
-    return sorted(str(row[0]) for row in stored("SELECT event_id FROM opentrace.events"))
+    with emptied_engine(migrated_engine) as path:
+        yield path
 
 
 @pytest.fixture
@@ -106,26 +67,3 @@ def buffer_kind(request, settings) -> Iterator[str]:
 @pytest.fixture
 def buffer(buffer_kind):
     return get_buffer()
-
-
-def recent(seconds_ago: float = 60.0) -> str:
-    """An ISO 8601 time shortly before now (events older than the table's TTL would vanish)."""
-    moment = datetime.now(UTC) - timedelta(seconds=seconds_ago)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def event(n: int = 0, **overrides: Any) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "event": "pageview",
-        "distinct_id": f"user-{n}",
-        "timestamp": recent(),
-        "properties": {"path": f"/page/{n}", "n": n},
-    }
-    value.update(overrides)
-    return value
-
-
-def post(client: Client, body: Any, key: str | None, **extra: Any):
-    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    headers = {} if key is None else {"HTTP_X_OPENTRACE_KEY": key}
-    return client.post("/api/track", data, content_type="application/json", **headers, **extra)

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from tests.helpers import ROOT, clean_env
-from tests.tracking.conftest import count, event, event_ids, post
+from testing.helpers import ROOT, clean_env
+from testing.tracking import count, event, event_ids, post
 from tracking.flusher import Flusher
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]

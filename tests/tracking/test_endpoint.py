@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.tracking.conftest import event, post, recent
+from testing.tracking import event, post, recent
 from tracking.buffer import get_buffer
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.tracking.conftest import count, post, recent, stored
+from testing.tracking import count, post, recent, stored
 from tracking import records, store
 from tracking.buffer import get_buffer
 from tracking.flusher import Flusher

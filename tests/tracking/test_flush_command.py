@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from tests.tracking.conftest import count, event, post
-from tests.updates.factories import make_run
+from testing.factories import make_run
+from testing.tracking import count, event, post
 from tracking.buffer import get_buffer
 from tracking.lock import WriterLock
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.tracking.conftest import count, event, event_ids, post, stored
+from testing.tracking import count, event, event_ids, post, stored
 from tracking.flusher import Flusher
 
 pytestmark = pytest.mark.django_db

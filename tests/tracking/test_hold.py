@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tracking.conftest import count, event, post, stored
-from tests.updates.factories import make_run
+from testing.factories import make_run
+from testing.tracking import count, event, post, stored
 from tracking import store
 from tracking.flusher import Flusher
 from tracking.hold import check

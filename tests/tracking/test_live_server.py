@@ -28,8 +28,8 @@ from django.test import override_settings
 
 from opentrace.clickhouse import client as clickhouse
 from opentrace.config import ClickHouseTarget
-from tests.helpers import ROOT, clean_env, free_port
-from tests.tracking.conftest import event
+from testing.helpers import ROOT, clean_env, free_port, wait_for
+from testing.tracking import event
 
 pytestmark = pytest.mark.slow
 
@@ -167,13 +167,6 @@ def status(site: Site) -> dict:
         return {}
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-
-
 def test_the_flusher_backs_off_while_another_process_holds_the_engine_then_writes(site, web):
     url, _ = web
     holder = subprocess.Popen(
@@ -196,7 +189,7 @@ def test_the_flusher_backs_off_while_another_process_holds_the_engine_then_write
         sent = [str(uuid.uuid4()) for _ in range(30)]
         for start in range(0, 30, 10):
             assert send(url, site.key, [event(n, event_id=sent[n]) for n in range(start, start + 10)]) == 200
-        wait_for(lambda: status(site).get("state") == "backoff", 60, "the flusher never backed off")
+        wait_for(lambda: status(site).get("state") == "backoff", 60, "the flusher to back off", interval=0.2)
         assert "held by another process" in status(site)["detail"]
         time.sleep(3)
         assert flusher.poll() is None  # backing off, not failing
@@ -206,7 +199,8 @@ def test_the_flusher_backs_off_while_another_process_holds_the_engine_then_write
         wait_for(
             lambda: status(site).get("state") == "idle" and status(site).get("backlog") == 0,
             60,
-            "the flusher never caught up",
+            "the flusher to catch up",
+            interval=0.2,
         )
     finally:
         if holder.poll() is None:

@@ -14,9 +14,8 @@ import uuid
 
 import pytest
 
-from tests.helpers import ROOT, clean_env, free_port, manage
-from tests.test_run_local import wait_for_health
-from tests.tracking.conftest import event
+from testing.helpers import ROOT, manage, start_local_runner, wait_for_health
+from testing.tracking import event
 
 pytestmark = pytest.mark.slow
 
@@ -37,18 +36,8 @@ def flusher_status(data_dir) -> dict:
 
 
 def test_the_local_runner_flushes_tracked_events_into_clickhouse(tmp_path):
-    port = free_port()
-    env = clean_env(
-        OPENTRACE_DATA_DIR=str(tmp_path),
-        OPENTRACE_PORT=str(port),
-        OPENTRACE_RUN_AGENT="0",
-        PYTHONUNBUFFERED="1",
-    )
-    log = open(tmp_path / "runner.log", "w+")  # noqa: SIM115 - read after the process ends
-    proc = subprocess.Popen(
-        [sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
+    runner = start_local_runner(tmp_path)
+    proc, base, env = runner.proc, runner.url, runner.env
     try:
         wait_for_health(base, proc)
         made = manage(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tracking.conftest import event, post
+from testing.tracking import event, post
 from tracking.models import Project
 
 pytestmark = pytest.mark.django_db

@@ -7,8 +7,8 @@ import uuid
 import pytest
 from django.conf import settings
 
-from tests.helpers import closed_port
-from tests.tracking.conftest import event, post
+from testing.helpers import closed_port
+from testing.tracking import event, post
 from tracking.buffer import BufferUnavailable
 from tracking.buffer.redis import RedisBuffer, TrimRefused
 from tracking.records import Event, Record, encode

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from testing.helpers import ROOT
 from tracking import quarantine
 from tracking.buffer import BufferUnavailable
 from tracking.buffer.spool import CHECKPOINT, SpoolReader, SpoolWriter, frame

@@ -7,27 +7,23 @@ from collections.abc import Iterator
 import pytest
 from django.contrib.auth.models import Permission
 
-from tests.updates.registry_server import RegistryServer, SigningKey, new_key, start_registry_server
+from testing.beat import eager_celery
+from testing.policies import heartbeat, offer, update_defaults
+from testing.registry_server import RegistryServer, SigningKey, new_key, serving_registry
 
 
 @pytest.fixture(autouse=True)
 def _update_defaults(settings, tmp_path) -> None:
     """Every test starts unsigned, on 1.1.5, stable channel, with its own updates dir."""
-    settings.OPENTRACE_REGISTRY_KEYS = {}
-    settings.OPENTRACE_VERSION = "1.1.5"
-    settings.OPENTRACE_CHANNEL = "stable"
-    settings.OPENTRACE_UPDATES_DIR = tmp_path / "updates"
+    update_defaults(settings, tmp_path / "updates")
     # The named users' passwords are hashed for every test; the slow hasher adds nothing here.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
 def registry_server(settings) -> Iterator[RegistryServer]:
-    server = start_registry_server()
-    settings.OPENTRACE_REGISTRY_URL = server.url("/version.json")
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with serving_registry(settings) as server:
+        yield server
 
 
 @pytest.fixture
@@ -78,43 +74,17 @@ def operator(django_user_model):
 @pytest.fixture
 def agent_online(db):
     """A host agent that sent a heartbeat just now."""
-    from updates.models import AgentHeartbeat
-
-    return AgentHeartbeat.record(
-        agent_id="docker-host-1",
-        agent_version="1.0",
-        deployed_version="1.1.5",
-        busy=False,
-        run_id=None,
-        reported_at=None,
-    )
+    return heartbeat()
 
 
 @pytest.fixture
 def offered(registry_server, db):
     """The registry offers 1.2.0 (pinned to a commit) and a check has recorded it."""
-    from tests.updates.registry_server import full_document
-    from updates.checking import run_check
-    from updates.models import RegistryCheck, RegistryState
-
-    registry_server.serve_json(
-        "/version.json",
-        full_document(
-            {"version": "1.2.0", "severity": "security", "notes": "Fixes", "git_commit": "b" * 40},
-            meta_version=7,
-        ),
-    )
-    check = run_check(RegistryCheck.Trigger.SCHEDULED)
-    assert check.outcome == "ok", check.error
-    return RegistryState.load()
+    return offer(registry_server)
 
 
 @pytest.fixture
 def eager_tasks():
     """Celery tasks run in this process when enqueued, and their errors reach the test."""
-    from opentrace.celery import app
-
-    previous = (app.conf.task_always_eager, app.conf.task_eager_propagates)
-    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
-    yield app
-    app.conf.task_always_eager, app.conf.task_eager_propagates = previous
+    with eager_celery(propagate=True) as app:
+        yield app

@@ -15,7 +15,7 @@ from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.db import transaction
 from django.utils import timezone
 
-from tests.updates.factories import make_run, request_run
+from testing.factories import make_run, request_run
 from updates import actions, tasks, trigger
 from updates.models import AgentHeartbeat, RegistryState, UpdateRun
 
@@ -133,7 +133,7 @@ def test_refused_when_the_update_information_has_expired(offered, agent_online):
 
 
 def test_refused_when_min_upgrade_from_is_not_met(registry_server, agent_online):
-    from tests.updates.registry_server import full_document
+    from testing.registry_server import full_document
     from updates.checking import run_check
     from updates.models import RegistryCheck
 

@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from tests.updates.agent_client import EVENTS, HEARTBEAT, event, post, post_events, sign
-from tests.updates.factories import make_run
+from testing.agent_client import EVENTS, HEARTBEAT, event, post, post_events, sign
+from testing.factories import make_run
 from updates.models import AgentHeartbeat, UpdateRun
 
 pytestmark = pytest.mark.django_db

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.updates.agent_client import EVENTS, HEARTBEAT, sign
-from tests.updates.factories import make_run
+from testing.agent_client import EVENTS, HEARTBEAT, sign
+from testing.factories import make_run
 from updates.models import AcceptedRequest, EventIn
 
 pytestmark = pytest.mark.django_db

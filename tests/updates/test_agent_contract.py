@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from tests.updates.factories import make_run
+from testing.factories import make_run
 from updates.models import AgentHeartbeat
 
 backend = pytest.importorskip("host_agent.backend")

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 import time_machine
 
-from tests.updates.beat import Beat
-from tests.updates.policy_helpers import heartbeat, publish, set_policy, transitions
+from testing.beat import Beat
+from testing.policies import heartbeat, publish, set_policy, transitions
 from updates.models import ScheduledInstall, UpdateRun
 from updates.notice_kinds import NoticeKind
 
@@ -48,7 +48,7 @@ def beat(clock, agent_heartbeats, eager_tasks):
 @pytest.fixture
 def agent_heartbeats():
     def send(now: datetime) -> None:
-        heartbeat(now)
+        heartbeat()
 
     return send
 

@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
 from opentrace.clickhouse import client as clickhouse
-from tests.tracking.conftest import engine, migrated_engine  # noqa: F401 - fixtures
-from tests.updates.agent_client import post
-from tests.updates.factories import admin_log
+from testing.agent_client import post
+from testing.factories import admin_log
+from testing.tracking import emptied_engine, migrate_engine
 from tracking.models import Project
 from updates.models import BackupSet
 
 BACKUPS = "/api/updates/agent/backups"
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def migrated_engine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return migrate_engine(tmp_path_factory.mktemp("tracking-engine"))
+
+
+@pytest.fixture
+def engine(migrated_engine: Path) -> Iterator[Path]:
+    """The tracking tests' embedded ClickHouse, migrated, with no events in it."""
+    with emptied_engine(migrated_engine) as path:
+        yield path
 
 
 def reported(name: str, taken, **extra) -> dict:
@@ -74,7 +88,7 @@ def test_an_unsigned_report_is_refused(client):
     assert answer.status_code == 401
 
 
-def test_the_page_shows_each_set_and_what_restoring_it_would_discard(client, superuser, engine):  # noqa: F811
+def test_the_page_shows_each_set_and_what_restoring_it_would_discard(client, superuser, engine):
     taken = timezone.now() - timedelta(hours=2)
     post(client, BACKUPS, {"agent_id": "h", "sets": [reported("20260101T000000Z-1.1.5", taken)]})
     with clickhouse.connect() as ch:

@@ -11,8 +11,8 @@ import sys
 import pytest
 from django.core.management import call_command
 
-from tests.helpers import ROOT, clean_env, closed_port
-from tests.updates.registry_server import envelope, full_document, respond
+from testing.helpers import ROOT, clean_env, closed_port
+from testing.registry_server import envelope, full_document, respond
 
 pytestmark = pytest.mark.django_db
 

@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
 
+from testing.factories import run_fields
 from updates import trigger
 from updates.models import RegistryState, RunAlreadyActive, UpdateRun
 from updates.models.runs import ACTIVE
@@ -27,19 +28,7 @@ REQUESTS = 50
 
 
 def request_run(**overrides):
-    values = {
-        "user": None,
-        "from_version": "1.1.5",
-        "to_version": "1.2.0",
-        "git_tag": "v1.2.0",
-        "git_commit": None,
-        "severity": "normal",
-        "manifest": b'{"version": "1.2.0"}',
-        "manifest_verified": False,
-        "idempotency_key": uuid.uuid4().hex,
-    }
-    values.update(overrides)
-    return UpdateRun.request(**values)
+    return UpdateRun.request(**run_fields(**overrides))
 
 
 def test_50_concurrent_installs_make_one_run_and_one_trigger(operator, offered, agent_online, monkeypatch):

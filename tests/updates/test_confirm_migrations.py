@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from contract.registry import parse_document
-from tests.updates.registry_server import full_document
+from testing.registry_server import full_document
 from updates.checking import run_check
 from updates.models import RegistryCheck
 

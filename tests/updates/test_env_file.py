@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tests.helpers import clean_env, manage
-from tests.updates.registry_server import full_document, start_registry_server
+from testing.helpers import clean_env, manage
+from testing.registry_server import full_document, start_registry_server
 
 pytestmark = pytest.mark.slow
 

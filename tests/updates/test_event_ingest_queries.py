@@ -14,8 +14,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from tests.updates.agent_client import event, post_events
-from tests.updates.factories import make_run
+from testing.agent_client import event, post_events
+from testing.factories import make_run
 from updates.models import EventIn, UpdateRun
 
 pytestmark = pytest.mark.django_db

@@ -10,9 +10,9 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from tests.updates.beat import Beat
-from tests.updates.factories import request_run
-from tests.updates.policy_helpers import heartbeat, publish, set_policy
+from testing.beat import Beat
+from testing.factories import request_run
+from testing.policies import heartbeat, publish, set_policy
 from updates import actions
 from updates.models import RegistryState, RunStatus, ScheduledInstall, UpdateRun
 

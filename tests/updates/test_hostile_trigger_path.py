@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from tests.updates.factories import make_run
+from testing.factories import make_run
 from updates import actions, tasks, trigger
 from updates.models import UpdateRun
 

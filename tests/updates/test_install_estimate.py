@@ -9,8 +9,8 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from tests.updates.factories import make_run
-from tests.updates.policy_helpers import heartbeat, publish
+from testing.factories import make_run
+from testing.policies import heartbeat, publish
 from updates import estimate
 from updates.models import RunStatus
 

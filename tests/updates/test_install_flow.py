@@ -9,7 +9,7 @@ from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.test import Client
 from django.urls import reverse
 
-from tests.updates.factories import make_run, request_run
+from testing.factories import make_run, request_run
 from updates import trigger
 from updates.models import AgentHeartbeat, EventIn, RegistryState, ScheduledInstall, UpdateRun
 
@@ -187,7 +187,7 @@ def test_a_release_out_of_reach_is_installed_along_its_upgrade_path(
     client, operator, registry_server, agent_online, django_capture_on_commit_callbacks
 ):
     """Issue 20: min_upgrade_from above the running version no longer refuses; the first hop runs."""
-    from tests.updates.registry_server import full_document
+    from testing.registry_server import full_document
     from updates.checking import run_check
     from updates.models import RegistryCheck
 

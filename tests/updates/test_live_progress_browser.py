@@ -9,8 +9,8 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from tests.updates.agent_client import event, post_events
-from tests.updates.factories import make_run
+from testing.agent_client import event, post_events
+from testing.factories import make_run
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from tests.updates.factories import make_run
+from testing.factories import make_run
 from updates.models import EventIn, RegistryCheck
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.updates.registry_server import envelope, full_document, iso_in, new_key, respond
+from testing.registry_server import envelope, full_document, iso_in, new_key, respond
 from updates.checking import run_check
 from updates.models import RegistryCheck, RegistryState
 

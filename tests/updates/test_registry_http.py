@@ -11,7 +11,7 @@ from email.utils import format_datetime
 import pytest
 
 from contract.registry import parse_document
-from tests.updates.registry_server import drip, full_document, respond
+from testing.registry_server import drip, full_document, respond
 from updates import registry
 from updates.checking import run_check
 from updates.models import RegistryCheck, RegistryState
@@ -206,7 +206,7 @@ def test_a_304_rechecks_the_stored_documents_expiry(registry_server):
 
 
 def test_an_unreachable_registry_is_a_transient_error(settings):
-    from tests.helpers import closed_port
+    from testing.helpers import closed_port
 
     error = fetch_error(f"http://127.0.0.1:{closed_port()}/version.json")
     assert error.permanent is False

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from contract.offer import select_offer
 from contract.registry import SEVERITIES, Document, RegistryError, parse_document, parse_version
-from tests.updates.registry_server import new_key
+from testing.registry_server import new_key
 
 NOW = datetime.now(UTC)
 EXPIRES = (NOW + timedelta(days=30)).isoformat()

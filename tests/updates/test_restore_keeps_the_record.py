@@ -20,7 +20,7 @@ from django.utils import timezone
 from contract.record import RECORD_TABLES
 from host_agent.backup import BackupTools, create_backup, read_manifest, restore_database
 from smtpconfig.models import NoticeLog
-from tests.updates.factories import admin_log, make_run
+from testing.factories import admin_log, make_run
 from tracking.models import Project
 from updates.models import RunStatus, UpdateEvent, UpdateRun
 from updates.models.runs import EventIn

@@ -8,7 +8,7 @@ from html import unescape
 import pytest
 from django.urls import reverse
 
-from tests.updates.factories import make_run, request_run
+from testing.factories import make_run, request_run
 from updates import actions, trigger
 from updates.models import EventIn, UpdateRun
 

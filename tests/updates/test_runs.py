@@ -8,7 +8,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from tests.updates.factories import make_run
+from testing.factories import make_run
 from updates import signals, trigger
 from updates.models import EventIn, RunAlreadyActive, TransitionRefused, UpdateRun
 

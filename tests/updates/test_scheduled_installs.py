@@ -11,8 +11,8 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from tests.updates.beat import Beat
-from tests.updates.policy_helpers import heartbeat, publish, set_policy
+from testing.beat import Beat
+from testing.policies import heartbeat, publish, set_policy
 from updates import trigger
 from updates.models import RegistryState, ScheduledInstall, UpdateRun
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from tests.updates.registry_server import envelope, full_document, respond
+from testing.registry_server import envelope, full_document, respond
 from updates.checking import run_check
 from updates.models import RegistryCheck, RegistryState
 

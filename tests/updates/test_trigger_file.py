@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import os
 import stat
@@ -12,7 +10,8 @@ import stat
 import pytest
 from django.conf import settings
 
-from tests.updates.factories import make_run, request_run
+from testing.factories import make_run, request_run
+from testing.signer import trigger_signature
 from updates import trigger
 from updates.models import UpdateRun
 
@@ -54,10 +53,7 @@ def test_the_manifest_is_the_registry_body_as_fetched(written, offered):
 
 def test_the_signature_is_hmac_sha256_over_the_canonical_form(written):
     data = json.loads(trigger.trigger_path().read_bytes())
-    unsigned = {k: v for k, v in data.items() if k != "signature"}
-    canonical = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    expected = hmac.new(settings.OPENTRACE_AGENT_SECRET.encode(), canonical, hashlib.sha256).hexdigest()
-    assert data["signature"] == expected
+    assert data["signature"] == trigger_signature(settings.OPENTRACE_AGENT_SECRET, data)
 
 
 def test_the_file_is_mode_0640_regular_single_link_and_small(written):

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.updates.factories import make_run
+from testing.factories import make_run
 from updates.models import EventIn, UpdateRun
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from django.urls import reverse
 
-from tests.updates.policy_helpers import heartbeat, publish
+from testing.policies import heartbeat, publish
 from updates import schedule
 from updates.models import RegistryState, RunStatus, ScheduledInstall, UpdateRun
 

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from tests.updates.factories import request_run
-from tests.updates.policy_helpers import publish
+from testing.factories import request_run
+from testing.policies import publish
 from updates import schedule, trigger
 from updates.models import RegistryState, RunStatus, ScheduledInstall, UpdateRun
 

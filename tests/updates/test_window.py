@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from tests.updates.policy_helpers import BERLIN, transitions
+from testing.policies import BERLIN, transitions
 from updates.window import Window, local_label
 
 EVERY_DAY = frozenset(range(7))

@@ -1,18 +1,42 @@
-"""Shared steps of the update policy tests: a clock the test moves, a registry document
-published "now" by that clock, a heartbeat stamped by it, and DST transitions found from
-today (never a date written in the test: they pass whatever day they run)."""
+"""Shared steps of the update tests: the backend's update settings, a release offered, and
+for the policy tests a registry document published "now" by the clock the test moves, a
+heartbeat stamped by it, and DST transitions found from today (never a date written in the
+test: they pass whatever day they run)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.updates.registry_server import full_document
+from testing.registry_server import full_document
 from updates.checking import run_check
 from updates.models import AgentHeartbeat, RegistryCheck, RegistryState, UpdatePolicy
 
 BERLIN = "Europe/Berlin"
+
+
+def update_defaults(settings: Any, updates_dir: Path) -> None:
+    """Unsigned, on 1.1.5, stable channel, with its own updates dir (`updates_dir`)."""
+    settings.OPENTRACE_REGISTRY_KEYS = {}
+    settings.OPENTRACE_VERSION = "1.1.5"
+    settings.OPENTRACE_CHANNEL = "stable"
+    settings.OPENTRACE_UPDATES_DIR = updates_dir
+
+
+def offer(registry_server: Any) -> RegistryState:
+    """The registry offers 1.2.0 (pinned to a commit) and a check has recorded it."""
+    registry_server.serve_json(
+        "/version.json",
+        full_document(
+            {"version": "1.2.0", "severity": "security", "notes": "Fixes", "git_commit": "b" * 40},
+            meta_version=7,
+        ),
+    )
+    check = run_check(RegistryCheck.Trigger.SCHEDULED)
+    assert check.outcome == "ok", check.error
+    return RegistryState.load()
 
 
 def transitions(zone: str, *, after: date | None = None) -> tuple[date, date]:
@@ -57,9 +81,9 @@ def publish(registry_server: Any, *releases: dict[str, Any], meta_version: int =
     return RegistryState.load()
 
 
-def heartbeat(now: datetime | None = None) -> None:
-    """The host agent reports in (stamped by the test's clock)."""
-    AgentHeartbeat.record(
+def heartbeat() -> AgentHeartbeat:
+    """The host agent reports in (stamped now by the test's clock)."""
+    return AgentHeartbeat.record(
         agent_id="docker-host-1",
         agent_version="1.0",
         deployed_version="1.1.5",

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import time
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+
+from testing.signer import request_headers
 
 EVENTS = "/api/updates/agent/events"
 HEARTBEAT = "/api/updates/agent/heartbeat"
 
 
 def sign(body: bytes, timestamp: int | None = None, secret: str | None = None) -> dict[str, str]:
-    ts = str(int(time.time()) if timestamp is None else timestamp)
-    key = (secret or settings.OPENTRACE_AGENT_SECRET).encode()
-    digest = hmac.new(key, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {"HTTP_X_OPENTRACE_TIMESTAMP": ts, "HTTP_X_OPENTRACE_SIGNATURE": f"sha256={digest}"}
+    """The signature headers of `body`, as the Django test client takes them."""
+    headers = request_headers(secret or settings.OPENTRACE_AGENT_SECRET, body, timestamp)
+    return {
+        "HTTP_X_OPENTRACE_TIMESTAMP": headers["X-OpenTrace-Timestamp"],
+        "HTTP_X_OPENTRACE_SIGNATURE": headers["X-OpenTrace-Signature"],
+    }
 
 
 def post(client, path: str, payload: Any, **sign_kwargs: Any):

@@ -11,10 +11,8 @@ from updates import actions
 from updates.models import UpdateRun
 
 
-def make_run(**overrides: Any) -> UpdateRun:
-    """A requested run row, as `UpdateRun.request` makes it: no refusal rules, no trigger file.
-
-    For the state machine, the agent API and the pages; `request_run` is the real flow."""
+def run_fields(**overrides: Any) -> dict[str, Any]:
+    """What `UpdateRun.request` takes for a run from 1.1.5 to 1.2.0 (a new idempotency key)."""
     values = {
         "user": None,
         "from_version": "1.1.5",
@@ -27,7 +25,14 @@ def make_run(**overrides: Any) -> UpdateRun:
         "idempotency_key": uuid.uuid4().hex,
     }
     values.update(overrides)
-    run, created = UpdateRun.request(**values)
+    return values
+
+
+def make_run(**overrides: Any) -> UpdateRun:
+    """A requested run row, as `UpdateRun.request` makes it: no refusal rules, no trigger file.
+
+    For the state machine, the agent API and the pages; `request_run` is the real flow."""
+    run, created = UpdateRun.request(**run_fields(**overrides))
     assert created
     return run
 

@@ -1,7 +1,8 @@
 """A real HTTP server on 127.0.0.1 (port 0) that plays the version registry in tests.
 
 Each path answers with a `Route`: a callable taking the request handler. Requests are
-recorded (path and headers) so tests can assert what the client sent.
+recorded (path and headers) so tests can assert what the client sent. The signing keys and
+the signed envelope are SPEC §4's, written from the SPEC (not from `contract/`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,8 +38,7 @@ class RegistryServer:
 
     @property
     def base(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def url(self, path: str = "/version.json") -> str:
         return self.base + path
@@ -49,6 +49,10 @@ class RegistryServer:
 
     def serve_json(self, path: str, document: Any, **kwargs: Any) -> str:
         return self.serve(path, respond(json.dumps(document).encode(), **kwargs))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def respond(
@@ -117,6 +121,17 @@ def start_registry_server() -> RegistryServer:
     return registry
 
 
+@contextlib.contextmanager
+def serving_registry(settings: Any) -> Iterator[RegistryServer]:
+    """A registry server that the backend's settings point at, until the block ends."""
+    server = start_registry_server()
+    settings.OPENTRACE_REGISTRY_URL = server.url("/version.json")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @dataclass
 class SigningKey:
     keyid: str
@@ -141,7 +156,7 @@ def envelope(inner: bytes, *keys: SigningKey, signatures: list[dict[str, str]] |
     return json.dumps({"signed": base64.b64encode(inner).decode(), "signatures": sigs}).encode()
 
 
-def iso_in(delta: timedelta) -> str:
+def iso_in(delta: timedelta = timedelta()) -> str:
     """An ISO 8601 UTC time `delta` from now (negative: ago), written as a registry writes it."""
     return (datetime.now(UTC) + delta).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 

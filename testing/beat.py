@@ -8,7 +8,8 @@ run in this process. Nothing sleeps: the clock jumps from one beat interval to t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,8 +25,24 @@ class _Scheduler(beat.Scheduler):
         self.apply_async(entry, producer=producer, advance=False)
 
 
+@contextlib.contextmanager
+def eager_celery(*, propagate: bool) -> Iterator[Any]:
+    """Tasks run in this process when enqueued, until the block ends.
+
+    With `propagate`, a task's error reaches the caller. Without it, retries run for real
+    (Celery re-applies the task with retries + 1), only the countdown is not waited for; the
+    mail and channel tests need that (Celery would propagate the Retry too) and check results
+    and the notice log instead."""
+    previous = (celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates)
+    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = True, propagate
+    try:
+        yield celery_app
+    finally:
+        celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = previous
+
+
 class Beat:
-    """Needs `task_always_eager` (the `eager_tasks` fixture of tests/updates/conftest.py)."""
+    """Needs `task_always_eager` (`eager_celery(propagate=True)`, the `eager_tasks` fixture)."""
 
     def __init__(self, traveller: Any, *names: str) -> None:
         assert celery_app.conf.task_always_eager, "beat's tasks would go to the broker"
