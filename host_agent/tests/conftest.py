@@ -38,7 +38,7 @@ data = Path(os.environ["OPENTRACE_DATA_DIR"])
 cmd = sys.argv[1]
 with open(data / "manage.log", "a") as log:
     log.write(" ".join(sys.argv[1:]) + "\n")
-if os.environ.get("FAKE_PAUSE") == cmd:
+if os.environ.get("FAKE_PAUSE") in (cmd, "argv:" + " ".join(sys.argv[1:])):
     # A slow step: says so in data/paused, then waits (at most a minute) for data/resume.
     (data / "paused").write_text(str(os.getpid()))
     deadline = time.monotonic() + 60
