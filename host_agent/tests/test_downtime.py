@@ -207,3 +207,17 @@ def test_a_journal_written_before_the_field_existed_loads():
 def test_a_journal_with_a_bad_stop_time_is_refused(value):
     with pytest.raises(JournalRefused, match="serving_stopped_at"):
         validate({**RECORD, "serving_stopped_at": value})
+
+
+def test_a_directory_planted_where_the_flag_goes_fails_migrate_before_anything_migrated(project, backend):
+    (project.data_dir / "run" / "maintenance").mkdir(parents=True)
+    run_id = write_trigger(project, downtime_trigger())
+
+    done = run_agent(project, backend)
+
+    assert done.returncode == 1
+    assert backend.final_state(run_id) == "rolled_back"
+    assert "cannot write the maintenance flag" in messages(backend, run_id, "migrate")
+    assert not any(line.split()[0] == "migrate" for line in project.manage_log())
+    assert project.served() == "1.1.5"
+    assert flag(project).is_dir()  # not the agent's to remove
