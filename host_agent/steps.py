@@ -278,13 +278,23 @@ def healthcheck(ctx: StepContext) -> str:
     done = [healthy]
     if ctx.record.serving_stopped_at is not None:
         done.append(f"downtime {down_for(ctx)} (declared: {declared(ctx)})")
-        resumed = ctx.preset.resume_serving("healthcheck")
+        resumed = resume_serving(ctx, "healthcheck")
         if resumed:
             done.append(resumed)
     running = ctx.preset.verify_running("healthcheck")
     if running:
         done.append(running)
     return "; ".join(done)
+
+
+def resume_serving(ctx: StepContext, step: str) -> str | None:
+    """`preset.resume_serving`, whose failure fails nothing: the new release is healthy, or the
+    old one must come back regardless; the run's end tries again (`Runner._finish`)."""
+    try:
+        return ctx.preset.resume_serving(step)
+    except StepFailed as exc:
+        ctx.log(step, [exc.message])
+        return None
 
 
 STEP_FUNCTIONS: dict[str, Callable[[StepContext], str]] = {
@@ -360,12 +370,7 @@ def rollback(ctx: StepContext) -> str:
         done.append(f"database restored from {directory.name}")
     if record.serving_stopped_at is not None:
         # Its migrations are undone: the old release may serve again (local: the flag goes).
-        # A failure here must not keep the old release from coming back; the run's end retries.
-        try:
-            resumed = ctx.preset.resume_serving("rollback")
-        except StepFailed as exc:
-            ctx.log("rollback", [exc.message])
-            resumed = None
+        resumed = resume_serving(ctx, "rollback")
         if resumed:
             done.append(resumed)
     if record.deploy_started or not reverted or record.serving_stopped_at is not None:
