@@ -11,6 +11,7 @@ names and run states, a backup set inside the backups folder), is refused, never
 from __future__ import annotations
 
 import logging
+import math
 import re
 import uuid
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -48,6 +49,10 @@ class RunRecord:
     # `manage.py migrate_all --state` before `migrate` (SPEC §7): what a rollback reverts to.
     migration_state: str | None = None
     requirements_changed: bool = False
+    # A release that declares downtime: when `migrate` stopped the old release from serving
+    # (the agent's monotonic clock, seconds), so `healthcheck` can say how long it was down
+    # and every way the run ends undoes it. Absent from journals written before it existed.
+    serving_stopped_at: float | None = None
     outcome: str | None = None
     cause: str | None = None
 
@@ -104,6 +109,11 @@ def validate(raw: object, backups_dir: Path | None = None) -> RunRecord:
     for name in ("deploy_started", "migrate_started", "requirements_changed"):
         if not isinstance(raw.get(name, False), bool):
             raise JournalRefused(f"{name} is not true or false")
+    stopped = raw.get("serving_stopped_at")
+    if stopped is not None and (
+        isinstance(stopped, bool) or not isinstance(stopped, int | float) or not math.isfinite(stopped)
+    ):
+        raise JournalRefused("serving_stopped_at is not a number of seconds")
     backup = _text(raw.get("backup_dir"), "backup_dir", optional=True, limit=4096)
     if backup is not None and backups_dir is not None:
         path = Path(backup)

@@ -24,11 +24,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from contract import maintenance
 from contract.files import UnsafeFile, read_bounded
 from host_agent.backup import BackupTools, data_owner
 from host_agent.config import AgentConfig
 from host_agent.engine import ContainerState, Engine, EngineError, plain_id, project_name, split_image
 from host_agent.errors import StepFailed
+from host_agent.safefs import Unsafe, open_subdir, remove_name, replace_file
 from host_agent.shell import LogSink, run_command
 
 COMPOSE_FILE = "docker-compose.prod.yml"
@@ -155,9 +157,16 @@ class Preset:
         """
         return None
 
-    def stop_serving(self, step: str) -> str:
-        """For a release that declares downtime: stop the web app before migrating."""
+    def stop_serving(self, step: str, version: str) -> str:
+        """For a release that declares downtime: stop the web app (running `version`) before migrating."""
         raise StepFailed(step, f"the {self.name} preset cannot stop the web app for a downtime release")
+
+    def resume_serving(self, step: str) -> str | None:
+        """What `stop_serving` left behind is undone (the new release serves, or the run rolls back).
+
+        Safe to call more than once, and after a crash; a short report, or None.
+        """
+        return None
 
 
 class LocalPreset(Preset):
@@ -245,6 +254,44 @@ class LocalPreset(Preset):
             f"no supervisor is running ({self.pid_file} missing or stale) and "
             "OPENTRACE_AGENT_RESTART_COMMAND is not set",
         )
+
+    def _run_dir(self, step: str) -> int:
+        """`<DATA_DIR>/run`, opened without following a link (the app can write the data dir)."""
+        try:
+            return open_subdir(
+                self.config.data_dir, Path(maintenance.RUN_DIR), create_owner=data_owner(self.config.data_dir)
+            )
+        except (OSError, Unsafe) as exc:
+            where = self.config.data_dir / maintenance.RUN_DIR
+            raise StepFailed(step, f"cannot open {where}: {exc}") from None
+
+    def stop_serving(self, step: str, version: str) -> str:
+        """The maintenance flag (`contract.maintenance`): the running `version` answers 503.
+
+        Its processes keep running: the tracking endpoint still acknowledges into its buffer,
+        and `deploy` reloads the web server as for any release (the new processes serve, the
+        flag names the old version only).
+        """
+        fd = self._run_dir(step)
+        try:
+            replace_file(fd, maintenance.NAME, maintenance.encode(version))
+        except OSError as exc:
+            raise StepFailed(step, f"cannot write the maintenance flag: {exc}") from None
+        finally:
+            os.close(fd)
+        where = self.config.data_dir / maintenance.RUN_DIR / maintenance.NAME
+        self.log(step, [f"{where} written: {version} answers the dashboard with the maintenance page"])
+        return f"{version} answers the dashboard with the maintenance page (503, Retry-After)"
+
+    def resume_serving(self, step: str) -> str | None:
+        fd = self._run_dir(step)
+        try:
+            removed = remove_name(fd, maintenance.NAME)
+        except (OSError, Unsafe) as exc:
+            raise StepFailed(step, f"cannot remove the maintenance flag: {exc}") from None
+        finally:
+            os.close(fd)
+        return "maintenance page removed" if removed else None
 
     def manage_argv(self, args: list[str]) -> list[str]:
         # The checkout on disk is the new release from `fetch` on; the old processes keep
@@ -593,7 +640,7 @@ class ComposePreset(Preset):
             f"stopped once healthy; {others or 'no other service'} replaced"
         )
 
-    def stop_serving(self, step: str) -> str:
+    def stop_serving(self, step: str, version: str) -> str:
         webs = self.web_containers(step)
         self._set_draining(step, webs, True)
         self._retire(step, webs)

@@ -54,7 +54,11 @@ class Runner:
         self.git = Git(config.git, config.project_dir, config.env)
 
     def _context(
-        self, record: RunRecord, min_upgrade_from: str | None = None, downtime: bool = False
+        self,
+        record: RunRecord,
+        min_upgrade_from: str | None = None,
+        downtime: bool = False,
+        downtime_seconds: int | None = None,
     ) -> StepContext:
         def log(step: str, lines: list[str]) -> None:
             self.reporter.log(record.run_id, step, lines)
@@ -69,6 +73,7 @@ class Runner:
             log=log,
             min_upgrade_from=min_upgrade_from,
             downtime=downtime,
+            downtime_seconds=downtime_seconds,
             restoring_database=lambda: self._restoring_database(record.run_id),
         )
 
@@ -115,7 +120,7 @@ class Runner:
             message=f"updating {record.from_version} → {record.target_version}"
             f" (requested by {trigger.requested_by})",
         )
-        ctx = self._context(record, trigger.min_upgrade_from, trigger.downtime)
+        ctx = self._context(record, trigger.min_upgrade_from, trigger.downtime, trigger.downtime_seconds)
         failure: StepFailed | None = early
         for step in STEPS:
             if failure is not None:
@@ -181,12 +186,27 @@ class Runner:
         return self._finish(record, "failed", f"{step} failed: {cause}")
 
     def _finish(self, record: RunRecord, outcome: str, message: str) -> str:
+        if record.serving_stopped_at is not None:
+            message = self._resume_serving(record, message)
         record.outcome = outcome
         record.cause = None if outcome == "succeeded" else message
         self.reporter.event(record.run_id, "run", state=outcome, message=message)
         self.journal.finish(record)
         self.claims.finish(record.run_id)
         return outcome
+
+    def _resume_serving(self, record: RunRecord, message: str) -> str:
+        """However the run ends, nothing of a downtime release's stop stays behind (the local flag)."""
+        step = record.step or "rollback"
+        ctx = self._context(record)
+        try:
+            done = ctx.preset.resume_serving(step)
+        except StepFailed as exc:
+            logger.error("run %s: %s", record.run_id, exc.message)
+            return f"{message}; the maintenance flag could not be checked: {exc.message}"
+        if done:
+            ctx.log(step, [done])
+        return message
 
     def recover(self) -> str | None:
         """Finish a run a crash left unfinished; returns its terminal state, or None when there was none."""

@@ -100,3 +100,65 @@ def exchange(dir_fd: int, first: str, second: str) -> None:
     if done != 0:
         code = ctypes.get_errno()
         raise OSError(code, f"renameat2({first}, {second}, RENAME_EXCHANGE): {os.strerror(code)}")
+
+
+def open_subdir(root: Path, relative: Path, *, create_owner: tuple[int, int] | None = None) -> int:
+    """`root`/`relative` opened without following a link at any component below `root`.
+
+    A missing last component is created (0755, handed to `create_owner` when given, so the
+    app that owns the data dir can still write there).
+    """
+    root_fd = open_dir(root)
+    try:
+        parent = open_below(root_fd, relative.parent) if relative.parent != Path(".") else os.dup(root_fd)
+    finally:
+        os.close(root_fd)
+    try:
+        try:
+            os.mkdir(relative.name, 0o755, dir_fd=parent)
+        except FileExistsError:
+            pass
+        else:
+            if create_owner is not None:
+                os.chown(relative.name, *create_owner, dir_fd=parent, follow_symlinks=False)
+        return _open_directory(relative.name, f"{relative}: a link or not a directory", parent)
+    finally:
+        os.close(parent)
+
+
+def replace_file(dir_fd: int, name: str, data: bytes, *, mode: int = 0o644) -> None:
+    """`name` in the open directory replaced atomically by a new file holding `data`.
+
+    The new file is created under a random name with `O_EXCL|O_NOFOLLOW` and renamed over
+    `name`: whatever another process planted at `name` (a link, a FIFO) is replaced, never
+    followed or written through.
+    """
+    tmp = f".{name}.{os.urandom(8).hex()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, mode, dir_fd=dir_fd)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    os.fsync(dir_fd)
+
+
+def remove_name(dir_fd: int, name: str) -> bool:
+    """Unlink `name` in the open directory (a link itself, never its target); False when absent."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    except IsADirectoryError:
+        raise Unsafe(f"{name} is a directory") from None
+    return True

@@ -51,6 +51,7 @@ class StepContext:
     log: Callable[[str, list[str]], None]
     min_upgrade_from: str | None = None
     downtime: bool = False  # the registry entry declares downtime: its migrations are not checked
+    downtime_seconds: int | None = None  # how long the registry entry says the downtime lasts
     # Wraps a database restore: the backend loses the events it stored since the backup.
     restoring_database: Callable[[], AbstractContextManager[None]] = nullcontext
     sleep: Callable[[float], None] = time.sleep
@@ -193,11 +194,67 @@ def save_migration_state(ctx: StepContext) -> str:
 
 
 def deploy(ctx: StepContext) -> str:
-    return ctx.preset.deploy("deploy")
+    done = ctx.preset.deploy("deploy")
+    if ctx.record.serving_stopped_at is not None:
+        return f"{done}; {ctx.record.target_version} starts after the declared downtime"
+    return done
 
 
 def migrate(ctx: StepContext) -> str:
-    return ctx.preset.migrate("migrate")
+    if not ctx.downtime:
+        return ctx.preset.migrate("migrate")
+    stopped = stop_serving(ctx)
+    return f"{stopped}; {ctx.preset.migrate('migrate')}"
+
+
+def down_for(ctx: StepContext) -> str:
+    """Seconds since `migrate` stopped the old release (the journal's monotonic clock reading)."""
+    stopped = ctx.record.serving_stopped_at
+    seconds = ctx.monotonic() - stopped if stopped is not None else -1.0
+    # After a reboot the reading is of another clock: no figure rather than a wrong one.
+    return f"{seconds:.1f} s" if seconds >= 0 else "an unknown time (the host restarted)"
+
+
+def declared(ctx: StepContext) -> str:
+    return f"about {ctx.downtime_seconds} s" if ctx.downtime_seconds else "no length given"
+
+
+def stop_serving(ctx: StepContext) -> str:
+    """A release that declares downtime: the old release stops serving before its migrations run.
+
+    Journaled first, so whatever ends the run (a failure, a crash) undoes it.
+    """
+    record = ctx.record
+    record.serving_stopped_at = ctx.monotonic()
+    ctx.journal.save(record)
+    done = ctx.preset.stop_serving("migrate", record.from_version)
+    status = confirm_stopped(ctx)
+    stopped = (
+        f"{record.from_version} stopped serving for the downtime {record.target_version} declares "
+        f"({declared(ctx)}): {done}; {status}"
+    )
+    ctx.log("migrate", [stopped])  # in the log too, should the migration fail
+    return stopped
+
+
+MAINTENANCE_CONFIRM_SECONDS = 5.0
+
+
+def confirm_stopped(ctx: StepContext) -> str:
+    """What /healthz answers now: 503 is the maintenance page (or no web app at all)."""
+    deadline = ctx.monotonic() + MAINTENANCE_CONFIRM_SECONDS
+    while True:
+        status, body = ctx.backend.get_json("/healthz", timeout=2.0)
+        if status == 503:
+            return "/healthz answers 503"
+        if ctx.monotonic() >= deadline:
+            break
+        ctx.sleep(0.5)
+    # An old release that predates the maintenance page keeps answering; say so, go on.
+    ctx.log("migrate", [f"/healthz still answers HTTP {status} ({body.get('status')!r})"])
+    return (
+        f"/healthz still answers HTTP {status}: {ctx.record.from_version} does not show the maintenance page"
+    )
 
 
 def wait_healthy(ctx: StepContext, step: str, version: str, timeout: float) -> str:
@@ -218,8 +275,26 @@ def wait_healthy(ctx: StepContext, step: str, version: str, timeout: float) -> s
 
 def healthcheck(ctx: StepContext) -> str:
     healthy = wait_healthy(ctx, "healthcheck", ctx.record.target_version, ctx.config.healthcheck_timeout)
+    done = [healthy]
+    if ctx.record.serving_stopped_at is not None:
+        done.append(f"downtime {down_for(ctx)} (declared: {declared(ctx)})")
+        resumed = resume_serving(ctx, "healthcheck")
+        if resumed:
+            done.append(resumed)
     running = ctx.preset.verify_running("healthcheck")
-    return f"{healthy}; {running}" if running else healthy
+    if running:
+        done.append(running)
+    return "; ".join(done)
+
+
+def resume_serving(ctx: StepContext, step: str) -> str | None:
+    """`preset.resume_serving`, whose failure fails nothing: the new release is healthy, or the
+    old one must come back regardless; the run's end tries again (`Runner._finish`)."""
+    try:
+        return ctx.preset.resume_serving(step)
+    except StepFailed as exc:
+        ctx.log(step, [exc.message])
+        return None
 
 
 STEP_FUNCTIONS: dict[str, Callable[[StepContext], str]] = {
@@ -293,11 +368,19 @@ def rollback(ctx: StepContext) -> str:
             raise StepFailed("rollback", f"restoring the database failed: {exc}") from None
         ctx.log("rollback", lines)
         done.append(f"database restored from {directory.name}")
-    if record.deploy_started or not reverted:
+    if record.serving_stopped_at is not None:
+        # Its migrations are undone: the old release may serve again (local: the flag goes).
+        resumed = resume_serving(ctx, "rollback")
+        if resumed:
+            done.append(resumed)
+    if record.deploy_started or not reverted or record.serving_stopped_at is not None:
+        # Not serving (stopped for the declared downtime, or replaced by `deploy`): started again.
         done.append(ctx.preset.redeploy_previous("rollback", record.requirements_changed))
     else:
         # Failed at `migrate`, reverted: the old release never stopped serving.
         ctx.preset.undo_build("rollback", record.requirements_changed)
         done.append(f"{record.from_version} kept serving")
     done.append(wait_healthy(ctx, "rollback", record.from_version, ctx.config.healthcheck_timeout))
+    if record.serving_stopped_at is not None:
+        done.append(f"{record.from_version} serves again after a downtime of {down_for(ctx)}")
     return "; ".join(done)

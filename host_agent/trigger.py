@@ -53,6 +53,7 @@ class Trigger:
     identity: tuple[int, int]  # (st_dev, st_ino) of the file that was verified
     meta_version: int | None = None  # of the document that offered it
     downtime: bool = False  # the registry entry says its migrations are not backward compatible
+    downtime_seconds: int | None = None  # how long it says the downtime lasts
 
 
 def parse_trigger(
@@ -113,6 +114,7 @@ def parse_trigger(
         identity=identity,
         meta_version=_meta_version(document),
         downtime=release.downtime,
+        downtime_seconds=release.downtime_seconds,
     )
 
 

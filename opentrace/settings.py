@@ -62,6 +62,8 @@ MIGRATION_LINTER_OPTIONS = {
 }
 
 MIDDLEWARE = [
+    # First: a downtime release's migrations run behind it (local installs; opentrace/maintenance.py).
+    "opentrace.maintenance.MaintenanceMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

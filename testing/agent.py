@@ -41,7 +41,7 @@ data = Path(os.environ["OPENTRACE_DATA_DIR"])
 cmd = sys.argv[1]
 with open(data / "manage.log", "a") as log:
     log.write(" ".join(sys.argv[1:]) + "\n")
-if os.environ.get("FAKE_PAUSE") == cmd:
+if os.environ.get("FAKE_PAUSE") in (cmd, "argv:" + " ".join(sys.argv[1:])):
     # A slow step: says so in data/paused, then waits (at most a minute) for data/resume.
     (data / "paused").write_text(str(os.getpid()))
     deadline = time.monotonic() + 60
@@ -195,6 +195,13 @@ class FakeBackend:
     def down(self, value: bool) -> None:
         self.forced_down = value
 
+    def maintenance_for(self) -> str | None:
+        """The release the agent's maintenance flag stops (`contract.maintenance`), if any."""
+        try:
+            return json.loads((self.project.data_dir / "run" / "maintenance").read_text())["stopped"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def _db(self) -> sqlite3.Connection:
         # The agent's backup and restore lock this file for a while; on a loaded machine, longer
         # than 10 s (a read failed with "database is locked").
@@ -273,6 +280,9 @@ def _handler(backend: FakeBackend) -> type[BaseHTTPRequestHandler]:
             if self.path != "/healthz" or backend.down:
                 return self._answer(503 if backend.down else 404, {})
             version = backend.project.served() if backend.project else "?"
+            if backend.maintenance_for() == version:
+                # The real app's maintenance page (opentrace/maintenance.py) for the stopped release.
+                return self._answer(503, {"status": "maintenance", "version": version})
             self._answer(backend.health_status, {"status": "ok", "version": version})
 
         def do_POST(self) -> None:

@@ -390,11 +390,13 @@ class Site(AdminClient):
         except ValueError:
             return response.status_code, None
 
-    def release(self, version: str, breakage: str | None = None, *, irreversible: bool = False) -> None:
-        """Publish a release upstream, offer it in the registry, and have OpenTrace check."""
+    def release(
+        self, version: str, breakage: str | None = None, *, irreversible: bool = False, **fields: object
+    ) -> None:
+        """Publish a release upstream, offer it in the registry (with `fields` in its entry), check."""
         commit = add_release(self.upstream, version, breakage, irreversible=irreversible)
-        extra = {"irreversible": IRREVERSIBLE_REASON} if irreversible else {}
-        self.registry.offer(version, commit, **extra)
+        extra: dict[str, object] = {"irreversible": IRREVERSIBLE_REASON} if irreversible else {}
+        self.registry.offer(version, commit, **extra, **fields)
         result = json.loads(self.manage("check_updates", "--json"))
         assert result["latest"] == version, result
 

@@ -23,7 +23,7 @@ import pytest
 
 from host_agent.config import load_config
 from host_agent.presets import make_preset
-from testing.agent import agent_env, run_agent, trigger_fields, write_trigger
+from testing.agent import agent_env, manifest_body, run_agent, trigger_fields, write_trigger
 
 FAKE_DOCKER = textwrap.dedent(
     """\
@@ -112,6 +112,7 @@ class FakeEngine:
         self.tags: list[tuple[str, str]] = []
         self.label_filters: list[str] = []
         self.removed: list[str] = []
+        self.events_log: Path | None = None
         self.write(
             {
                 "images": {"opentrace/web:local": OLD_WEB, "postgres:16.6-bookworm": "sha256:" + "b2" * 32},
@@ -151,7 +152,20 @@ class FakeEngine:
 
             def do_POST(self) -> None:
                 engine.requests.append(("POST", self.path))
-                self.reply(*engine.post(self.path))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                route = urlsplit(self.path).path.split("/", 2)[-1]
+                if route.startswith("exec/") and route.endswith("/start"):
+                    # The SDK reads the output as the raw stream of the hijacked connection:
+                    # frames of (stream, 0, 0, 0, big-endian length) and the bytes, then EOF.
+                    output = engine.exec_start(route.split("/")[1])
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/vnd.docker.raw-stream")
+                    self.end_headers()
+                    self.wfile.write(b"\x01\x00\x00\x00" + len(output).to_bytes(4, "big") + output)
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.reply(*engine.post(self.path, json.loads(body) if body else None))
 
             def do_DELETE(self) -> None:
                 engine.requests.append(("DELETE", self.path))
@@ -185,8 +199,12 @@ class FakeEngine:
             self.label_filters.extend(filters.get("label", []))
             wanted = {label.split("=", 1)[1] for label in filters.get("label", [])}
             return 200, [{"Id": name} for name, c in state["containers"].items() if c["project"] in wanted]
+        if route.startswith("exec/") and route.endswith("/json"):
+            return 200, {"ExitCode": 0, "Running": False}
         if route.startswith("containers/") and route.endswith("/json"):
             name = route[len("containers/") : -len("/json")]
+            if name not in state["containers"]:
+                return 404, {"message": f"No such container: {name}"}
             container = state["containers"][name]
             health = {"Health": {"Status": container["health"]}} if container["health"] else {}
             return 200, {
@@ -198,9 +216,31 @@ class FakeEngine:
             }
         return 404, {"message": f"fake engine: no route {path}"}
 
-    def post(self, path: str) -> tuple[int, object]:
+    def exec_start(self, exec_id: str) -> bytes:
+        state = self.read()
+        argv = state["execs"][exec_id]["argv"]
+        state["execs"][exec_id]["done"] = True
+        self.write(state)
+        return f"ran {argv[0]}\n".encode()
+
+    def post(self, path: str, body: object = None) -> tuple[int, object]:
         parts = urlsplit(path)
         route = parts.path.split("/", 2)[-1]
+        state = self.read()
+        if route.startswith("containers/") and route.endswith("/exec") and isinstance(body, dict):
+            # `docker exec` in a container: recorded in order with what the CLI was asked.
+            name = route.split("/")[1]
+            exec_id = f"exec{len(state.get('execs', {})) + 1}"
+            state.setdefault("execs", {})[exec_id] = {"container": name, "argv": body["Cmd"], "done": False}
+            self.write(state)
+            self.log_event(["engine", "exec", name, *body["Cmd"]])
+            return 201, {"Id": exec_id}
+        if route.startswith("containers/") and route.endswith("/stop"):
+            name = route.split("/")[1]
+            state["containers"][name]["status"] = "exited"
+            self.write(state)
+            self.log_event(["engine", "stop", name])
+            return 204, None
         if route.startswith("images/") and route.endswith("/tag"):
             source = unquote(route[len("images/") : -len("/tag")])
             query = parse_qs(parts.query)
@@ -218,8 +258,21 @@ class FakeEngine:
             return 201, None
         return 404, {"message": f"fake engine: no route {path}"}
 
+    def log_event(self, argv: list[str]) -> None:
+        """Into the CLI's log when a test asked for one shared log (`events_log`)."""
+        if self.events_log is not None:
+            with open(self.events_log, "a") as log:
+                log.write(json.dumps(argv) + "\n")
+
     def delete(self, path: str) -> tuple[int, object]:
         route = urlsplit(path).path.split("/", 2)[-1]
+        if route.startswith("containers/"):
+            name = route.split("/")[1]
+            state = self.read()
+            state["containers"].pop(name, None)
+            self.write(state)
+            self.log_event(["engine", "remove", name])
+            return 204, None
         image_id = unquote(route[len("images/") :]) if route.startswith("images/") else ""
         state = self.read()
         if image_id in state["images"].values() or image_id in {
@@ -547,3 +600,67 @@ def test_work_in_the_app_goes_to_a_one_off_container_when_no_web_container_runs(
     engine.write(state)
     one_off = [*COMPOSE, "run", "--rm", "--no-deps", "-T", "manage"]
     assert preset.backup_tools().python_cmd == [*one_off, "python"]
+
+
+def test_a_downtime_release_drains_and_stops_web_before_migrating_and_deploy_starts_it_again(
+    project, backend, fake_docker, tmp_path
+):
+    env, calls, engine = fake_docker
+    engine.events_log = Path(env["FAKE_DOCKER_LOG"])
+    document = json.loads(manifest_body("1.2.0"))
+    document["releases"][0].update({"downtime": True, "downtime_seconds": 60})
+    run_id = write_trigger(project, trigger_fields("1.2.0", manifest=json.dumps(document).encode()))
+
+    done = run_compose(project, backend, env)
+
+    assert done.returncode == 0, done.stderr
+    assert backend.final_state(run_id) == "succeeded"
+    log = calls()
+    drain = log.index(["engine", "exec", "web", "sh", "-c", 'touch "$OPENTRACE_DRAIN_FILE"'])
+    stop, remove = log.index(["engine", "stop", "web"]), log.index(["engine", "remove", "web"])
+    migrate = log.index([*NEW_CODE, "migrate_all"])
+    up = log.index([*COMPOSE, "up", "-d"])
+    # Drained, stopped and removed before the migration; deploy (no proxy here: `up -d`) after it.
+    assert drain < stop < remove < migrate < up
+    assert [argv for argv in log if argv[:2] == ["engine", "stop"]] == [["engine", "stop", "web"]]
+    assert "1 web container(s) stopped; the proxy serves the maintenance page" in " ".join(
+        step_messages(backend, run_id, "migrate")
+    )
+    assert any(
+        "(declared: about 60 s)" in message for message in step_messages(backend, run_id, "healthcheck")
+    )
+    assert project.served() == "1.2.0"
+
+
+def test_a_release_without_declared_downtime_stops_no_container(project, backend, fake_docker):
+    env, calls, engine = fake_docker
+    engine.events_log = Path(env["FAKE_DOCKER_LOG"])
+    run_id = write_trigger(project, trigger_fields("1.2.0"))
+
+    assert run_compose(project, backend, env).returncode == 0
+    assert backend.final_state(run_id) == "succeeded"
+    assert not [argv for argv in calls() if argv[0] == "engine"]
+
+
+def test_a_downtime_release_that_fails_at_migrate_starts_the_previous_images_again(
+    project, backend, fake_docker
+):
+    env, calls, engine = fake_docker
+    engine.events_log = Path(env["FAKE_DOCKER_LOG"])
+    document = json.loads(manifest_body("1.2.0"))
+    document["releases"][0]["downtime"] = True
+    run_id = write_trigger(project, trigger_fields("1.2.0", manifest=json.dumps(document).encode()))
+
+    done = run_compose(project, backend, {**env, "FAKE_FAIL": "migrate:1.2.0"})
+
+    assert done.returncode == 1, done.stderr
+    assert backend.final_state(run_id) == "rolled_back"
+    log = calls()
+    stop = log.index(["engine", "stop", "web"])
+    revert = log.index([*NEW_CODE, "migrate_all", "--revert-to", "-"])
+    # Reverted, then the previous images are started again (no proxy here: `up -d`).
+    assert stop < revert < log.index([*COMPOSE, "up", "-d"])
+    assert engine.image("opentrace/web:local") == OLD_WEB
+    assert project.served() == "1.1.5"
+    rollback = step_messages(backend, run_id, "rollback")
+    assert any("1.1.5 serves again after a downtime of" in message for message in rollback)
