@@ -47,10 +47,13 @@ UNDRAIN_SETTLE_SECONDS = 3.0
 WEB_STOP_TIMEOUT = 40.0
 # Inside a web container: its own readiness and version, without the proxy.
 READY_PROBE = """
-import json, sys, urllib.request
+import json, sys, urllib.error, urllib.request
 try:
     with urllib.request.urlopen("http://127.0.0.1:8000/healthz/ready", timeout=3) as answer:
         print("ready", json.load(answer).get("version", ""))
+except urllib.error.HTTPError as exc:
+    print("not ready:", exc.code, exc.read(300).decode("utf-8", "replace"))
+    sys.exit(1)
 except Exception as exc:
     print("not ready:", type(exc).__name__, exc)
     sys.exit(1)

@@ -12,7 +12,9 @@ and its migrations are applied (SPEC §7): a schema ahead of the release is fine
 that appeared on disk after start are not this release's.
 
 `/healthz/live` says the process answers (no dependency is checked: a restart would not fix
-one). `/healthz/ready` says it should get traffic: 503 once the web container is draining
+one). `/healthz/ready` says it should get traffic: 503 until every check of `/healthz` has
+passed once in this process (a new release that is not healthy gets no traffic), and 503 once
+the web container is draining
 (the file `OPENTRACE_DRAIN_FILE` names exists; the compose preset creates it before it stops
 an old web container), so the proxy moves new requests away while in-flight ones finish.
 """
@@ -165,6 +167,8 @@ def run_checks() -> dict[str, str]:
             results[name] = "error"
         else:
             results[name] = "ok"
+    if all(result == "ok" for result in results.values()):
+        healthy_once.set()
     return results
 
 
@@ -175,6 +179,12 @@ def draining() -> bool:
 
 _refreshing = threading.Lock()
 _last: tuple[float, dict[str, str]] | None = None
+# Set once every check passed in this process. Until then readiness runs the checks too, so a
+# new release that is not healthy never gets traffic (the proxy and `deploy` wait for it, and
+# the release it would replace keeps serving); afterwards readiness only asks whether it is
+# draining, so a dependency's blip (or the embedded engine held by a migration for a moment)
+# does not take every serving web container out of the proxy at once.
+healthy_once = threading.Event()
 
 
 def recent_checks() -> dict[str, str]:
@@ -231,4 +241,9 @@ def live(request: HttpRequest) -> JsonResponse:
 def ready(request: HttpRequest) -> JsonResponse:
     if draining():
         return JsonResponse({"status": "draining", "version": running_version()}, status=503)
+    if not healthy_once.is_set():
+        failing = sorted(name for name, result in recent_checks().items() if result != "ok")
+        if failing:
+            body = {"status": "starting", "version": running_version(), "failing": failing}
+            return JsonResponse(body, status=503)
     return JsonResponse({"status": "ready", "version": running_version()})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,7 +204,20 @@ def test_a_schema_ahead_of_the_release_is_fine(client, release):
     assert response.status_code == 200, response.json()
 
 
+def test_a_process_is_not_ready_before_every_check_passed_once(client, monkeypatch):
+    # A new release's web container: the proxy must not send it traffic while it is unhealthy.
+    monkeypatch.setattr(health, "healthy_once", threading.Event())
+    url = f"redis://127.0.0.1:{closed_port()}/0"
+    with override_settings(CELERY_BROKER_URL=url, CELERY_BROKER_TRANSPORT_OPTIONS={}, HEALTH_CACHE_SECONDS=0):
+        ready = client.get("/healthz/ready")
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "starting", "version": running_version(), "failing": ["broker"]}
+    with override_settings(HEALTH_CACHE_SECONDS=0):
+        assert client.get("/healthz/ready").status_code == 200
+
+
 def test_liveness_and_readiness_answer_without_checking_dependencies(client):
+    assert client.get("/healthz").status_code == 200  # healthy once: from now on, ready unless draining
     url = f"redis://127.0.0.1:{closed_port()}/0"
     with override_settings(CELERY_BROKER_URL=url, CELERY_BROKER_TRANSPORT_OPTIONS={}):
         assert client.get("/healthz").status_code == 503
