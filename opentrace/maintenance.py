@@ -66,7 +66,7 @@ def maintenance_response(request: HttpRequest) -> HttpResponse:
     response["Retry-After"] = str(retry)
     response["Cache-Control"] = "no-store"
     # Expected, not an error: Django would log every 503 as one (django.utils.log.log_response).
-    response._has_been_logged = True  # type: ignore[attr-defined]
+    response._has_been_logged = True  # type: ignore[attr-defined]  # a private flag log_response reads
     return response
 
 
