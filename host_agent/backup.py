@@ -320,13 +320,21 @@ def _sqlite_copy(source: Path, target: Path) -> None:
         raise BackupError(f"copying SQLite {source} → {target} failed: {exc}") from None
 
 
-def kept_names(tools: BackupTools) -> set[str]:
-    """Top-level names of the data dir that a set does not carry in `data.tar.gz`."""
+def kept_names(tools: BackupTools, schema: dict[str, Any] | None = None) -> set[str]:
+    """Top-level names of the data dir that a set does not carry in `data.tar.gz`.
+
+    `schema`, a ClickHouse snapshot's: an embedded engine inside the data dir that only the
+    engine itself names (compose, where CLICKHOUSE_URL is the containers') is left out too; its
+    tables are in the snapshot, and the data-dir swap must keep what the snapshot restored.
+    """
     names = set(EXCLUDED)
     inside: list[Path] = []
     chdb = tools.chdb_path()
     if chdb is not None:
         inside.append(chdb)
+    engine = tools.engine_root(schema) if schema and schema.get("engine") == "embedded" else None
+    if engine is not None:
+        inside.append(engine)
     if tools.database_kind() == "sqlite":
         db = tools.sqlite_path()
         inside += [db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}-journal")]
@@ -445,6 +453,7 @@ def _fill_set(
             _run(tools.dump_command(), cwd=tools.project_dir, env=tools.env, stdout=out, what="pg_dump")
         log("database: PostgreSQL dumped with pg_dump -Fc")
 
+    schema: dict[str, Any] | None = None
     if tools.clickhouse:
         schema = _snapshot_clickhouse(tools, set_fd, name)
         manifest["clickhouse_engine"] = schema["engine"]
@@ -464,7 +473,7 @@ def _fill_set(
         raise BackupError(f"archiving the data dir: {exc}") from None
     try:
         with os.fdopen(safefs.create_private(set_fd, "data.tar.gz"), "wb") as out:
-            skip = [arg for kept in sorted(kept_names(tools)) for arg in ("--skip", kept)]
+            skip = [arg for kept in sorted(kept_names(tools, schema)) for arg in ("--skip", kept)]
             _agent_python(
                 tools,
                 "host_agent.archive",
@@ -757,9 +766,9 @@ def _load_schema(directory: Path, manifest: dict[str, Any]) -> dict[str, Any] | 
     return schema
 
 
-def _check_members(tools: BackupTools, directory: Path) -> int:
+def _check_members(tools: BackupTools, directory: Path, schema: dict[str, Any] | None = None) -> int:
     """Every member of data.tar.gz passes tarfile's `data` filter and stays out of what is kept."""
-    kept = kept_names(tools)
+    kept = kept_names(tools, schema)
     count = 0
     # The filter judges where links lead against a destination: an empty directory of our own
     # (never the live data dir, where the app could make any name lead anywhere).
@@ -805,7 +814,7 @@ def check_restore(tools: BackupTools, directory: Path, *, include_data_dir: bool
         lines.append(f"clickhouse: {len(schema['tables'])} table(s) in the snapshot")
     members = 0
     if include_data_dir:
-        members = _check_members(tools, directory)
+        members = _check_members(tools, directory, schema)
         lines.append(f"data.tar.gz: {members} member(s) pass the checks")
     return RestorePlan(directory, manifest, schema, members, lines)
 
@@ -817,8 +826,12 @@ def _scratch_dir(parent_fd: int, prefix: str) -> tuple[str, int]:
 
 
 def _chown_tree(fd: int, owner: tuple[int, int]) -> None:
+    """`fd`'s tree to `owner`: links themselves (never what they point to), files and folders."""
     os.fchown(fd, *owner)
     for entry in os.listdir(fd):
+        if stat.S_ISLNK(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+            os.chown(entry, *owner, dir_fd=fd, follow_symlinks=False)
+            continue
         child = os.open(entry, safefs.FILE_FLAGS, dir_fd=fd)
         try:
             if stat.S_ISDIR(os.fstat(child).st_mode):
@@ -974,12 +987,20 @@ def restore_clickhouse(tools: BackupTools, directory: Path, manifest: dict[str, 
 
 
 def stage_data_dir(tools: BackupTools, directory: Path) -> tuple[int, str]:
-    """Extract data.tar.gz into a fresh directory beside the data dir: (parent fd, its name)."""
+    """Extract data.tar.gz into a fresh directory beside the data dir: (parent fd, its name).
+
+    The `data` filter extracts as whoever runs it (ownership in the archive is ignored): as
+    root, everything is then given to the data dir's owner, or the app could not read its own
+    files after a restore. The staging dir is root's and 0700 until the swap: nothing of the
+    app's can reach into it meanwhile.
+    """
     parent_fd = safefs.open_dir(tools.data_dir.absolute().parent)
     name, staging_fd = _scratch_dir(parent_fd, f".{tools.data_dir.name}.restore-")
     try:
         with tarfile.open(directory / "data.tar.gz", "r:gz") as archive:
             archive.extractall(safefs.fd_path(staging_fd), filter="data")
+        if tools.owner is not None:
+            _chown_tree(staging_fd, tools.owner)
     except (tarfile.TarError, OSError) as exc:
         os.close(staging_fd)
         shutil.rmtree(name, dir_fd=parent_fd, ignore_errors=True)
@@ -989,13 +1010,16 @@ def stage_data_dir(tools: BackupTools, directory: Path) -> tuple[int, str]:
     return parent_fd, name
 
 
-def swap_data_dir(tools: BackupTools, parent_fd: int, staged: str) -> str:
+def swap_data_dir(
+    tools: BackupTools, parent_fd: int, staged: str, schema: dict[str, Any] | None = None
+) -> str:
     """Move what a restore keeps from the live data dir into the staged one, then swap them."""
+    kept_here = kept_names(tools, schema)
     live = tools.data_dir.name
     live_fd = safefs.open_below(parent_fd, Path(live))
     staged_fd = os.open(staged, safefs.DIR_FLAGS, dir_fd=parent_fd)
     try:
-        for kept in sorted(kept_names(tools)):
+        for kept in sorted(kept_here):
             try:
                 os.rename(kept, kept, src_dir_fd=live_fd, dst_dir_fd=staged_fd)
             except FileNotFoundError:
@@ -1009,9 +1033,7 @@ def swap_data_dir(tools: BackupTools, parent_fd: int, staged: str) -> str:
         os.close(staged_fd)
     # What was swapped out (the old data dir) is removed without following any link in it.
     shutil.rmtree(staged, dir_fd=parent_fd, ignore_errors=True)
-    return (
-        f"data dir: replaced by the set's archive (kept as they are: {', '.join(sorted(kept_names(tools)))})"
-    )
+    return f"data dir: replaced by the set's archive (kept as they are: {', '.join(sorted(kept_here))})"
 
 
 def restore_data_dir(tools: BackupTools, directory: Path) -> str:
@@ -1040,7 +1062,7 @@ def restore_all(
         steps.append(restore_database(tools, directory, plan.manifest, keep_record=keep_record))
         steps.append(restore_clickhouse(tools, directory, plan.manifest))
         if staged is not None:
-            steps.append(swap_data_dir(tools, *staged))
+            steps.append(swap_data_dir(tools, *staged, plan.schema))
     finally:
         if staged is not None:
             shutil.rmtree(staged[1], dir_fd=staged[0], ignore_errors=True)

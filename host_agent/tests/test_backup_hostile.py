@@ -131,6 +131,31 @@ def test_the_data_dir_is_archived_as_its_owner_even_below_a_folder_only_root_can
     assert SECRET not in b"".join(found.values())
 
 
+def test_a_restore_as_root_gives_the_restored_data_dir_to_its_owner(project, backend, hostile):
+    (project.data_dir / "uploads" / "inner").mkdir()
+    (project.data_dir / "uploads" / "inner" / "kept.txt").write_bytes(b"kept")
+    (project.data_dir / "uploads" / "relative-link").symlink_to("logo.png")
+    give_to_app(project.data_dir)
+    done = backup(project, backend)
+    assert done.returncode == 0, done.stderr
+
+    restored = restore(project, Path(done.stdout.strip()))
+
+    assert restored.returncode == 0, restored.stderr
+    uploads = project.data_dir / "uploads"
+    for path in (
+        project.data_dir,
+        uploads,
+        uploads / "inner",
+        uploads / "inner" / "kept.txt",
+        uploads / "logo.png",
+    ):
+        assert (path.stat().st_uid, path.stat().st_gid) == (APP_UID, APP_UID), path
+    link = os.lstat(uploads / "relative-link")
+    assert stat.S_ISLNK(link.st_mode)
+    assert (link.st_uid, link.st_gid) == (APP_UID, APP_UID)
+
+
 def test_a_file_swapped_for_a_link_during_the_backup_walk_never_brings_a_root_only_file_in(
     project, backend, hostile
 ):
