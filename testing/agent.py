@@ -433,6 +433,51 @@ def run_agent(
     )
 
 
+@dataclass
+class PausedRun:
+    """`python -m host_agent once` held inside a step by the fake manage.py (`FAKE_PAUSE`)."""
+
+    process: subprocess.Popen
+    resume_file: Path
+    stdout: str = ""
+    stderr: str = ""
+
+    def resume(self, timeout: float = 120) -> int:
+        """Let the step go on and wait for the agent to end; its exit code."""
+        self.resume_file.touch()
+        self.stdout, self.stderr = self.process.communicate(timeout=timeout)
+        return self.process.returncode
+
+
+@contextlib.contextmanager
+def paused_run(
+    project: Project, backend: FakeBackend, step: str = "migrate", timeout: float = 90, **env: str
+) -> Iterator[PausedRun]:
+    """The real agent, paused once its `manage.py <step>` started; resumed (or killed) on exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "host_agent", *agent_argv(project, backend)],
+        cwd=project.checkout,
+        env=agent_env(FAKE_PAUSE=step, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run = PausedRun(process, project.data_dir / "resume")
+    try:
+        paused, deadline = project.data_dir / "paused", time.monotonic() + timeout
+        while not paused.exists():
+            assert process.poll() is None, f"the agent ended before it paused: {process.communicate()}"
+            assert time.monotonic() < deadline, f"the agent did not reach {step} within {timeout:.0f} s"
+            time.sleep(0.05)
+        yield run
+        if process.poll() is None and not run.resume_file.exists():
+            run.resume()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 RESTORE = AGENT_ROOT / "restore_all.py"
 
 

@@ -13,17 +13,13 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from host_agent.journal import Journal, JournalRefused, RunRecord, validate
 from testing.agent import (
-    agent_argv,
-    agent_env,
     manifest_body,
+    paused_run,
     run_agent,
     trigger_fields,
     write_trigger,
@@ -48,34 +44,13 @@ def flag(project):  # type: ignore[no-untyped-def]
     return project.data_dir / "run" / "maintenance"
 
 
-def wait_for_file(path, agent: subprocess.Popen) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 90
-    while not path.exists():
-        assert agent.poll() is None, agent.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-
-
 def test_the_old_release_answers_503_while_it_migrates_and_the_downtime_is_reported(project, backend):
     run_id = write_trigger(project, downtime_trigger(downtime_seconds=30))
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "host_agent", *agent_argv(project, backend)],
-        cwd=project.checkout,
-        env=agent_env(FAKE_PAUSE="migrate"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_file(project.data_dir / "paused", agent)
+    with paused_run(project, backend, "migrate") as agent:
         during = json.loads(flag(project).read_text())
         health_during = backend.maintenance_for() == project.served()
-        (project.data_dir / "resume").write_text("")
-        _out, err = agent.communicate(timeout=120)
-    finally:
-        if agent.poll() is None:
-            agent.kill()
-    assert agent.returncode == 0, err
+        returncode = agent.resume()
+    assert returncode == 0, agent.stderr
     assert during == {"stopped": "1.1.5"}
     assert health_during
     assert backend.final_state(run_id) == "succeeded"
@@ -163,23 +138,10 @@ def test_a_run_dir_that_is_a_link_fails_migrate_before_anything_migrated(project
 
 def test_a_release_without_declared_downtime_never_stops_serving(project, backend):
     run_id = write_trigger(project, trigger_fields("1.2.0"))
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "host_agent", *agent_argv(project, backend)],
-        cwd=project.checkout,
-        env=agent_env(FAKE_PAUSE="migrate"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_file(project.data_dir / "paused", agent)
+    with paused_run(project, backend, "migrate") as agent:
         during = flag(project).exists()
-        (project.data_dir / "resume").write_text("")
-        agent.communicate(timeout=120)
-    finally:
-        if agent.poll() is None:
-            agent.kill()
-    assert agent.returncode == 0
+        returncode = agent.resume()
+    assert returncode == 0, agent.stderr
     assert not during
     assert backend.final_state(run_id) == "succeeded"
     assert "stopped serving" not in messages(backend, run_id, "migrate")

@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 from host_agent.backup import backup_sets
-from testing.agent import agent_argv, agent_env, run_agent, trigger_fields, write_trigger
-
-
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, f"the agent ended before {path.name}: {process.communicate()}"
-        assert time.monotonic() < deadline, f"no {path.name} within {timeout:.0f} s"
-        time.sleep(0.05)
+from testing.agent import paused_run, run_agent, trigger_fields, write_trigger
 
 
 def test_a_backup_and_a_second_run_are_refused_while_a_run_is_in_a_slow_step(project, backend):
     first = write_trigger(project, trigger_fields("1.2.0"))
-    running = subprocess.Popen(
-        [sys.executable, "-m", "host_agent", *agent_argv(project, backend)],
-        cwd=project.checkout,
-        env=agent_env(FAKE_PAUSE="migrate"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for(project.data_dir / "paused", running)  # the run is inside `migrate`, after its backup
+    with paused_run(project, backend, "migrate") as running:  # inside `migrate`, after its backup
         sets_during_the_run = backup_sets(project.data_dir / "backups")
         project.add_release("1.3.0")
         second = write_trigger(project, trigger_fields("1.3.0"))
@@ -38,10 +16,8 @@ def test_a_backup_and_a_second_run_are_refused_while_a_run_is_in_a_slow_step(pro
         backup = run_agent(project, backend, "backup")
         other_run = run_agent(project, backend, "once")
 
-        still_paused = running.poll() is None
-    finally:
-        (project.data_dir / "resume").touch()
-        _, err = running.communicate(timeout=120)
+        still_paused = running.process.poll() is None
+        returncode = running.resume()
 
     assert still_paused, "the run ended while the other commands ran: nothing was tested"
     assert backup.returncode == 2, backup.stdout + backup.stderr
@@ -52,7 +28,7 @@ def test_a_backup_and_a_second_run_are_refused_while_a_run_is_in_a_slow_step(pro
     assert backend.run_events(second) == []
     assert (project.updates / "trigger").exists()  # left for later, not claimed, not rejected
 
-    assert running.returncode == 0, err
+    assert returncode == 0, running.stderr
     assert backend.final_state(first) == "succeeded"
     assert project.manage_log().count("migrate --noinput") == 1
 
