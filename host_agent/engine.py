@@ -40,6 +40,7 @@ class ContainerState:
     image_id: str = ""  # the image it runs, whatever its name points to now
     oneoff: bool = False
     number: str = ""
+    addresses: tuple[str, ...] = ()  # its IPv4 address on each network (what the proxy resolves)
 
     @property
     def failed(self) -> bool:
@@ -154,6 +155,12 @@ class Engine:
             config = attrs.get("Config") or {}
             labels = config.get("Labels") or {}
             health = (state.get("Health") or {}).get("Status") or "none"
+            networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+            addresses = tuple(
+                str(net.get("IPAddress"))
+                for net in networks.values()
+                if isinstance(net, dict) and net.get("IPAddress")
+            )
             states.append(
                 ContainerState(
                     service=labels.get(SERVICE_LABEL, "?"),
@@ -165,6 +172,7 @@ class Engine:
                     image_id=plain_id(str(attrs.get("Image") or "")),
                     oneoff=str(labels.get(ONEOFF_LABEL, "")).lower() == "true",
                     number=str(labels.get(NUMBER_LABEL, "")),
+                    addresses=addresses,
                 )
             )
         return sorted(states, key=lambda s: (s.service, s.name))

@@ -30,6 +30,7 @@ from host_agent.backup import BackupTools, data_owner
 from host_agent.config import AgentConfig
 from host_agent.engine import ContainerState, Engine, EngineError, plain_id, project_name, split_image
 from host_agent.errors import StepFailed
+from host_agent.proxy import API_SCRIPT, ProxyControl, ProxyError
 from host_agent.safefs import Unsafe, open_subdir, remove_name, replace_file
 from host_agent.shell import LogSink, run_command
 
@@ -39,10 +40,14 @@ WEB_SERVICE = "web"
 MANAGE_SERVICE = "manage"
 DB_SERVICE = "postgres"
 PROXY_SERVICE = "proxy"
-# The proxy takes a server out after 3 failed readiness checks a second apart
-# (deploy/proxy/haproxy.cfg) and back after 2 good ones.
+# Without its runtime API, the proxy takes a server out after 3 failed readiness checks a
+# second apart (deploy/proxy/haproxy.cfg) and back after 2 good ones.
 DRAIN_SETTLE_SECONDS = 4.0
 UNDRAIN_SETTLE_SECONDS = 3.0
+# With it (host_agent/proxy.py): how long the proxy may take to discover a new container by
+# DNS and pass its first check, and to forget a removed one.
+PROXY_ADMIT_TIMEOUT = 30.0
+PROXY_RELEASE_TIMEOUT = 15.0
 # docker-compose.prod.yml's stop_grace_period for web: more than gunicorn's graceful timeout.
 WEB_STOP_TIMEOUT = 40.0
 # Inside a web container: its own readiness and version, without the proxy.
@@ -538,6 +543,35 @@ class ComposePreset(Preset):
         except EngineError as exc:
             return 1, str(exc)
 
+    def proxy_control(self, step: str) -> ProxyControl | None:
+        """The running proxy's runtime API, or None (then traffic follows its readiness checks).
+
+        Slots an earlier agent left held or drained (killed mid-rollout) are given back first.
+        """
+        proxies = [
+            s
+            for s in self.container_states(step)
+            if s.service == PROXY_SERVICE and s.status == "running" and not s.oneoff
+        ]
+        if not proxies:
+            return None
+        proxy = proxies[0]
+        control = ProxyControl(
+            lambda command: self._in_web(step, proxy, ["bash", "-c", API_SCRIPT, "_", command])
+        )
+        try:
+            stale = control.release_stale()
+        except ProxyError as exc:
+            self.log(step, [f"no runtime API on the proxy ({exc}); traffic follows its readiness checks"])
+            return None
+        if stale:
+            self.log(step, [f"proxy slots left held by an earlier run given back: {', '.join(stale)}"])
+        return control
+
+    @staticmethod
+    def _addresses(webs: Sequence[ContainerState]) -> list[str]:
+        return [address for web in webs for address in web.addresses]
+
     def _wait_ready(self, step: str, webs: Sequence[ContainerState], version: str) -> None:
         """Until every container's own /healthz/ready reports `version`, or StepFailed."""
         deadline = time.monotonic() + self.config.healthcheck_timeout
@@ -561,7 +595,14 @@ class ComposePreset(Preset):
                 )
             time.sleep(1.0)
 
-    def _set_draining(self, step: str, webs: Sequence[ContainerState], draining: bool) -> None:
+    def _set_draining(
+        self, step: str, webs: Sequence[ContainerState], draining: bool, control: ProxyControl | None = None
+    ) -> None:
+        """Draining: no new request (in-flight ones finish); undrained: traffic back.
+
+        The readiness file inside each container says so to the proxy's checks; with the
+        runtime API the proxy is also told at once instead of after its checks.
+        """
         if not webs:
             return
         script = 'touch "$OPENTRACE_DRAIN_FILE"' if draining else 'rm -f "$OPENTRACE_DRAIN_FILE"'
@@ -571,48 +612,103 @@ class ComposePreset(Preset):
                 raise StepFailed(
                     step, f"cannot {'drain' if draining else 'undrain'} {web.name}: {output.strip()}"
                 )
-        time.sleep(DRAIN_SETTLE_SECONDS if draining else UNDRAIN_SETTLE_SECONDS)
         names = ", ".join(w.name for w in webs)
+        if control is None:
+            time.sleep(DRAIN_SETTLE_SECONDS if draining else UNDRAIN_SETTLE_SECONDS)
+        else:
+            try:
+                if draining:
+                    slots = control.stop_sending(self._addresses(webs), "drain")
+                else:
+                    slots = control.admit(self._addresses(webs), PROXY_ADMIT_TIMEOUT)
+            except ProxyError as exc:
+                raise StepFailed(step, f"the proxy: {exc}") from None
+            names += f" (proxy slots {', '.join(slots) or 'none'})"
         self.log(
             step, [f"{names}: {'draining, no new requests' if draining else 'ready again, traffic back'}"]
         )
 
-    def _retire(self, step: str, webs: Sequence[ContainerState]) -> None:
-        """Stop drained web containers: in-flight requests finish first (gunicorn's graceful stop)."""
+    def _retire(self, step: str, webs: Sequence[ContainerState], control: ProxyControl | None = None) -> None:
+        """Stop web containers: no new request first, then in-flight ones finish (gunicorn's
+        graceful stop); with the runtime API their proxy slots are given back once empty."""
+        if not webs:
+            return
+        slots: list[str] = []
+        if control is not None:
+            try:
+                slots = control.stop_sending(self._addresses(webs), "maint")
+            except ProxyError as exc:
+                self.log(step, [f"the proxy: {exc}; its checks will take the stopped containers out"])
+                control = None
         for web in webs:
             try:
                 self.engine.stop_and_remove(web.id, WEB_STOP_TIMEOUT)
             except EngineError as exc:
                 raise StepFailed(step, str(exc)) from None
             self.log(step, [f"{web.name} stopped and removed"])
+        if control is not None and slots:
+            self._release(step, control, slots)
 
-    def _start_web_beside(self, step: str, version: str) -> tuple[list[ContainerState], list[ContainerState]]:
-        """A web container of the image the service names now, beside each running one; (new, old)."""
+    def _release(self, step: str, control: ProxyControl, slots: Sequence[str]) -> None:
+        try:
+            left = control.release(slots, PROXY_RELEASE_TIMEOUT)
+        except ProxyError as exc:
+            left, why = list(slots), str(exc)
+        else:
+            why = f"their address did not go within {PROXY_RELEASE_TIMEOUT:.0f} s"
+        if left:
+            # The next run's proxy_control() gives them back; until then they take no container.
+            self.log(step, [f"proxy slots {', '.join(left)} not given back yet ({why})"])
+
+    def _start_web_beside(
+        self, step: str, version: str, control: ProxyControl | None = None
+    ) -> tuple[list[ContainerState], list[ContainerState]]:
+        """A web container of the image the service names now, beside each running one; (new, old).
+
+        With the runtime API the free proxy slots are held first, so the new container,
+        discovered into one of them, gets no request until its own readiness passed."""
         old = self.web_containers(step)
         wanted = len(old) + max(1, len(old))
-        self.sh(
-            step,
-            [
-                *self.compose(),
-                "up",
-                "-d",
-                "--no-deps",
-                "--no-recreate",
-                "--scale",
-                f"{WEB_SERVICE}={wanted}",
-                WEB_SERVICE,
-            ],
-            timeout=900,
-        )
-        known = {w.id for w in old}
-        new = [w for w in self.web_containers(step) if w.id not in known]
-        if not new:
-            raise StepFailed(step, "`up --scale` started no new web container")
+        held: list[str] = []
+        if control is not None:
+            try:
+                held = control.hold_free_slots()
+            except ProxyError as exc:
+                raise StepFailed(step, f"the proxy: {exc}") from None
+        admitted: list[str] = []
         try:
-            self._wait_ready(step, new, version)
-        except StepFailed:
-            self._retire(step, new)
-            raise
+            self.sh(
+                step,
+                [
+                    *self.compose(),
+                    "up",
+                    "-d",
+                    "--no-deps",
+                    "--no-recreate",
+                    "--scale",
+                    f"{WEB_SERVICE}={wanted}",
+                    WEB_SERVICE,
+                ],
+                timeout=900,
+            )
+            known = {w.id for w in old}
+            new = [w for w in self.web_containers(step) if w.id not in known]
+            if not new:
+                raise StepFailed(step, "`up --scale` started no new web container")
+            try:
+                self._wait_ready(step, new, version)
+                if control is not None:
+                    try:
+                        admitted = control.admit(self._addresses(new), PROXY_ADMIT_TIMEOUT)
+                    except ProxyError as exc:
+                        raise StepFailed(step, f"the proxy: {exc}") from None
+                    self.log(step, [f"the proxy sends requests to {', '.join(admitted)} ({version})"])
+            except StepFailed:
+                self._retire(step, new, control)
+                raise
+        finally:
+            if control is not None and held:
+                self._release(step, control, [name for name in held if name not in admitted])
         return new, old
 
     def _replace_others(self, step: str) -> str:
@@ -635,8 +731,9 @@ class ComposePreset(Preset):
             # No proxy yet (the release that brings it, or a stopped install): recreate all.
             return f"containers recreated; {self._up(step)}"
         version = read_version(self.config.project_dir)
-        new, old = self._start_web_beside(step, version)
-        self._set_draining(step, old, True)
+        control = self.proxy_control(step)
+        new, old = self._start_web_beside(step, version, control)
+        self._set_draining(step, old, True, control)
         others = self._replace_others(step)
         return (
             f"{len(new)} web container(s) of {version} serving beside {len(old)} drained one(s), "
@@ -645,8 +742,9 @@ class ComposePreset(Preset):
 
     def stop_serving(self, step: str, version: str) -> str:
         webs = self.web_containers(step)
-        self._set_draining(step, webs, True)
-        self._retire(step, webs)
+        control = self.proxy_control(step)
+        self._set_draining(step, webs, True, control)
+        self._retire(step, webs, control)
         return f"{len(webs)} web container(s) stopped; the proxy serves the maintenance page"
 
     def verify_running(self, step: str) -> str:
@@ -661,7 +759,7 @@ class ComposePreset(Preset):
         webs = self.web_containers(step)
         current = self._current_web_image(step, webs)
         previous = [w for w in webs if current and w.image_id != current]
-        self._retire(step, previous)
+        self._retire(step, previous, self.proxy_control(step) if previous else None)
         retired = (
             f"; {len(previous)} drained web container(s) of the previous release stopped" if previous else ""
         )
@@ -701,15 +799,16 @@ class ComposePreset(Preset):
         current = self._current_web_image(step, webs)
         previous = [w for w in webs if w.image_id == current]
         others = [w for w in webs if w.image_id != current]
+        control = self.proxy_control(step)
         if previous:
             # Still running (drained by deploy, or never drained when deploy did not get so
             # far): traffic goes back to them within seconds.
-            self._set_draining(step, previous, False)
+            self._set_draining(step, previous, False, control)
             self._wait_ready(step, previous, version)
         else:
-            previous, _ = self._start_web_beside(step, version)
-        self._set_draining(step, others, True)
-        self._retire(step, others)
+            previous, _ = self._start_web_beside(step, version, control)
+        self._set_draining(step, others, True, control)
+        self._retire(step, others, control)
         replaced = self._replace_others(step)
         return (
             f"previous images redeployed; {len(previous)} web container(s) of {version} serve, "
