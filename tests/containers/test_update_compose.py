@@ -26,11 +26,13 @@ explained in tests/containers/docker-compose.test.yml.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -104,12 +106,40 @@ class Probers:
             if failed := self.failures(name):
                 failing[name] = (len(failed), sorted({what for _, what in failed})[:4], prober.windows()[:3])
         if failing:
+            self.write_trace()
             # Known on the test stack (stop of 2026-12-02 evening, docs/performance.md "Nothing
             # stops"): the embedded engine admits one process per path, so while the one-off
             # `manage` container migrates, the serving web's /healthz cannot read ClickHouse
             # (503 ['clickhouse', 'migrations']), and a release broken at healthcheck is routed
             # to. Everything above this line (the outcome, data, events) is asserted strictly.
             pytest.xfail(f"failed requests through {self.label}: {failing}")
+
+    def write_trace(self) -> None:
+        """With OPENTRACE_CONTAINER_TRACE_DIR set: every failed probe, the proxy's request log
+        and the agent's log, with their times, to trace a failed request to its cause."""
+        folder = os.environ.get("OPENTRACE_CONTAINER_TRACE_DIR")
+        if not folder:
+            return
+        out = Path(folder) / f"{self.label.replace(' ', '_').replace('/', '_')}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lines = [
+            f"{datetime.fromtimestamp(at, UTC).isoformat()} {name} {what}"
+            for name, prober in self.all.items()
+            for at, ok, what in prober.samples
+            if not ok
+        ]
+        proxy = self.site.stack.compose("logs", "--no-color", "--timestamps", "proxy", check=False).stdout
+        agent_log = self.site.stack.agent_state / "agent.log"
+        agent = agent_log.read_text(errors="replace") if agent_log.exists() else ""
+        out.write_text(
+            "--- failed probes ---\n"
+            + "\n".join(sorted(lines))
+            + "\n--- proxy ---\n"
+            + proxy
+            + "\n--- agent.log ---\n"
+            + agent,
+            encoding="utf-8",
+        )
 
 
 def assert_data_intact(site: ComposeSite) -> None:
