@@ -32,8 +32,12 @@ PYTHON = sys.executable
 ADMIN_PASSWORD = "e2e-admin-password-1"
 
 
-def copy_tree(dest: Path) -> None:
-    """This checkout's files (tracked, plus new ones not ignored) into `dest`."""
+def copy_tree(dest: Path, leave_out: tuple[str, ...] = ("tests/", "testing/")) -> Path:
+    """This checkout's files (tracked, plus new ones not ignored) into `dest`: what a clone has.
+
+    `leave_out`: path prefixes not copied; by default tests and their harness, which are not
+    part of a release (the container suite keeps them: its compose override lives in tests/).
+    """
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -45,11 +49,12 @@ def copy_tree(dest: Path) -> None:
             continue
         rel = raw.decode()
         source = ROOT / rel
-        if not source.is_file() or rel.startswith(("tests/", "testing/")):
-            continue  # tests and their harness are not part of a release; deleted files are skipped
+        if not source.is_file() or (leave_out and rel.startswith(leave_out)):
+            continue  # deleted files are skipped
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
+    return dest
 
 
 def make_base_upstream(base: Path) -> Path:

@@ -26,6 +26,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testing.e2e import copy_tree
+
 ROOT = Path(__file__).resolve().parents[2]
 OVERRIDE = Path("tests/containers/docker-compose.test.yml")
 BASE_IMAGE = "localhost/debian-python:bookworm"
@@ -33,19 +35,7 @@ BASE_IMAGE = "localhost/debian-python:bookworm"
 
 def copy_checkout(destination: Path) -> Path:
     """The files of this checkout that git would keep (tracked or not ignored): what a clone has."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return destination
+    return copy_tree(destination, leave_out=())
 
 
 class HealthRunner:
