@@ -77,10 +77,33 @@ class Probers:
     def __enter__(self) -> Probers:
         for prober in self.all.values():
             prober.thread.start()
+        self.pressure: list[str] = []
+        self.sampling = threading.Event()
+        if os.environ.get("OPENTRACE_CONTAINER_TRACE_DIR"):
+            threading.Thread(target=self._sample_pressure, daemon=True).start()
         return self
+
+    def _sample_pressure(self) -> None:
+        """The host's stall time (PSI: cpu, io, memory; "some" and "full", ms per 0.5 s)."""
+        previous: dict[str, int] = {}
+        while not self.sampling.wait(0.5):
+            row = []
+            for resource in ("cpu", "io", "memory"):
+                try:
+                    text = Path(f"/proc/pressure/{resource}").read_text()
+                except OSError:
+                    return
+                for line in text.splitlines():
+                    kind, _, fields = line.partition(" ")
+                    total = int(fields.rsplit("total=", 1)[1])
+                    key = f"{resource}.{kind}"
+                    row.append(f"{key}={(total - previous.get(key, total)) // 1000}")
+                    previous[key] = total
+            self.pressure.append(f"{datetime.now(UTC).isoformat()} " + " ".join(row))
 
     def __exit__(self, *exc: object) -> None:
         time.sleep(2)  # until the new release has answered for a moment
+        self.sampling.set()
         for prober in self.all.values():
             prober.stop.set()
         for prober in self.all.values():
@@ -134,6 +157,8 @@ class Probers:
         out.write_text(
             "--- failed probes ---\n"
             + "\n".join(sorted(lines))
+            + "\n--- host pressure (PSI stall ms per 0.5 s) ---\n"
+            + "\n".join(self.pressure)
             + "\n--- proxy ---\n"
             + proxy
             + "\n--- agent.log ---\n"
