@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
 from testing import agent  # noqa: E402 - found through the path above
 from testing.agent import RESTART, Project  # noqa: E402
 from testing.helpers import free_port  # noqa: E402
-from testing.registry_server import respond, start_registry_server  # noqa: E402
+from testing.registry_server import RegistryServer, respond, start_registry_server  # noqa: E402
 from testing.signer import request_headers  # noqa: E402
 
 
@@ -347,9 +347,18 @@ def new_token() -> str:
 
 
 # --- the install flow, as the Install button runs it -----------------------------------------
-def offer(version: str, *, heartbeat_to: str | None = None, secret: str = "") -> None:
+REGISTRY_PATH = "/v.json"
+
+
+def offer(
+    version: str, *, heartbeat_to: str | None = None, secret: str = "", registry: RegistryServer | None = None
+) -> None:
     """Make `version` the offered release: a real registry check (after setup_django())
     against a loopback registry serving `manifest(version)`.
+
+    `registry`: a server that outlives the check and keeps serving the document at
+    `REGISTRY_PATH`, for an agent that reads the registry itself (no keys pinned: it fetches
+    its OPENTRACE_REGISTRY_URL to check the offer, SPEC §5); else one only for the check.
 
     With `heartbeat_to` (the backend's URL), a signed heartbeat also tells the backend an
     agent is there, for benchmarks that start theirs (`once`) only once the trigger is written.
@@ -359,13 +368,16 @@ def offer(version: str, *, heartbeat_to: str | None = None, secret: str = "") ->
     from updates.checking import run_check
     from updates.models import RegistryCheck
 
-    registry = start_registry_server()
-    url = registry.serve("/v.json", respond(manifest(version), headers={"Content-Type": "application/json"}))
+    kept = registry is not None
+    server = registry or start_registry_server()
+    document = respond(manifest(version), headers={"Content-Type": "application/json"})
+    url = server.serve(REGISTRY_PATH, document)
     try:
         with override_settings(OPENTRACE_REGISTRY_URL=url):
             check = run_check(RegistryCheck.Trigger.COMMAND)
     finally:
-        registry.close()
+        if not kept:
+            server.close()
     if check.outcome == RegistryCheck.Outcome.FAILED:
         raise SystemExit(f"the registry check for {version} failed: {check.error}")
     if heartbeat_to is not None:

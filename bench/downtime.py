@@ -144,7 +144,9 @@ def stored_event_ids(checkout: Path, env: dict[str, str]) -> set[str]:
 
 def print_update(result: dict[str, Any]) -> None:
     print(
-        f"\n== update to {result['to_version']} ({result['breakage'] or 'not broken'}): {result['outcome']}, "
+        f"\n== update to {result['to_version']} ({result['breakage'] or 'not broken'}): {result['outcome']}"
+        + (f" ({result['error']})" if result.get("error") else "")
+        + ", "
         f"click → final state {result['request_to_end_seconds']:.1f} s"
     )
     print(
@@ -207,6 +209,8 @@ def main() -> int:
 
     data_dir = checkout / "data"
     port = free_port()
+    # The agent reads the registry itself (no keys pinned): it must find the offers there.
+    registry = common.start_registry_server()
     env = {
         k: v
         for k, v in os.environ.items()
@@ -218,6 +222,7 @@ def main() -> int:
         OPENTRACE_RUN_WORKER="0",
         OPENTRACE_ADMIN_PASSWORD="bench-" + common.new_token(),
         OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT="45",
+        OPENTRACE_REGISTRY_URL=registry.url(common.REGISTRY_PATH),
     )
     log_path = tmp / "run_local.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
@@ -240,7 +245,7 @@ def main() -> int:
         key = Project.objects.create(name="downtime probe").write_key
         for version, breakage in SCENARIOS:
             add_release(upstream, version, breakage)
-            common.offer(version)
+            common.offer(version, registry=registry)
             probers = {
                 "GET /admin/login/": Prober(base + "/admin/login/", args.interval, reads_version=False),
                 "GET /healthz": Prober(base + "/healthz", args.interval),
@@ -281,6 +286,7 @@ def main() -> int:
                     "breakage": breakage,
                     "outcome": run.status,
                     "failed_step": run.failed_step,
+                    "error": run.error,
                     "request_to_end_seconds": round(ended_at - requested_at, 2),
                     "steps": [
                         {
@@ -312,6 +318,7 @@ def main() -> int:
             supervisor.kill()
             supervisor.wait()
         log.close()
+        registry.close()
         if not results:
             print(log_path.read_text()[-4000:], file=sys.stderr)
         if not args.keep:
