@@ -135,6 +135,20 @@ class ComposeSite(AdminClient):
             return 0, None
         return status, body.get("version")
 
+    def settled_health(self, version: str, timeout: float = 30) -> tuple[int, str | None]:
+        """/healthz once it answers 200 for `version`, or what it answered last after `timeout`.
+
+        On this stack a single answer can be a 503 for a moment while another container holds
+        the embedded engine (tests/containers/docker-compose.test.yml): a state is judged on
+        what /healthz settles on, not on one probe.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.health()
+            if seen == (200, version) or time.monotonic() > deadline:
+                return seen
+            time.sleep(1.0)
+
     def release(self, version: str, breakage: str | None = None) -> str:
         """Publish v<version> upstream, offer it in the registry and have OpenTrace check it."""
         commit = add_release(self.upstream, version, breakage)

@@ -198,7 +198,7 @@ def step(run: dict, name: str) -> dict:
 @pytest.mark.parametrize("breakage", ["migrate", "healthcheck"])
 def test_a_broken_release_is_rolled_back_to_the_kept_images_with_its_migrations_reverted(site, breakage):
     version = {"migrate": "1.1.6", "healthcheck": "1.1.7"}[breakage]
-    assert site.health() == (200, "1.1.5")
+    assert site.settled_health("1.1.5") == (200, "1.1.5")
     serving = site.running_image("web")
 
     with Probers(site, f"update to {version} rolled back at {breakage}") as probers:
@@ -208,7 +208,7 @@ def test_a_broken_release_is_rolled_back_to_the_kept_images_with_its_migrations_
     # ready: `deploy` fails before any traffic moves, and the 1.1.5 containers were never drained.
     failed_step = "deploy" if breakage == "healthcheck" else breakage
     assert (run["status"], run["failed_step"]) == ("rolled_back", failed_step), site.logs()
-    assert site.health() == (200, "1.1.5")
+    assert site.settled_health("1.1.5") == (200, "1.1.5")
     assert_events_complete(site, run["id"])
     # The previous image serves again, re-tagged from :rollback, not rebuilt.
     assert site.running_image("web") == serving
@@ -281,7 +281,7 @@ class SlowRequest:
     "(6 of 2784 /healthz probes in that run; /admin/login/ and /api/track 0); the run itself succeeded",
 )
 def test_a_release_is_built_beside_the_running_containers_swapped_and_migrated(site):
-    assert site.health() == (200, "1.1.5")
+    assert site.settled_health("1.1.5") == (200, "1.1.5")
     serving = site.running_image("web")
     before = site.stack.container_ids()
     with Probers(site, "update 1.1.5 → 1.2.0") as probers:
@@ -295,7 +295,7 @@ def test_a_release_is_built_beside_the_running_containers_swapped_and_migrated(s
 
     assert run["status"] == "succeeded", site.logs()
     assert [s["name"] for s in run["steps"]] == STEPS
-    assert site.health() == (200, "1.2.0")
+    assert site.settled_health("1.2.0") == (200, "1.2.0")
     assert_events_complete(site, run_id)
     # New containers from a new image; the old one is kept for the next rollback.
     after = site.stack.container_ids()
