@@ -274,12 +274,6 @@ class SlowRequest:
             self.error = repr(exc)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known, the test stack only (2026-12-02): the embedded engine admits one process per path, "
-    "so the serving web's /healthz answers 503 while the one-off `manage` container holds ClickHouse "
-    "(6 of 2784 /healthz probes in that run; /admin/login/ and /api/track 0); the run itself succeeded",
-)
 def test_a_release_is_built_beside_the_running_containers_swapped_and_migrated(site):
     assert site.settled_health("1.1.5") == (200, "1.1.5")
     serving = site.running_image("web")
