@@ -32,10 +32,44 @@ errorlog = "-"
 control_socket_disable = True
 
 
+# Under `make run`, scripts/run_local.py creates this file in OPENTRACE_WEB_READY_DIR while it
+# reloads the web server: the workers of the new code then pass every /healthz check before
+# they take a connection, so a release that is not healthy never answers a request (the old
+# workers keep serving, and the agent's healthcheck rolls it back).
+RELOAD_GATE = "reloading"
+
+
 def post_worker_init(worker: object) -> None:
-    """The app is loaded (opentrace/wsgi.py warms it up): this worker can take requests."""
+    """The app is loaded (opentrace/wsgi.py warms it up): this worker can take requests.
+
+    During a reload it first waits, without accepting, until its checks pass.
+    """
     ready_dir = os.environ.get("OPENTRACE_WEB_READY_DIR")
     if ready_dir:
         os.makedirs(ready_dir, exist_ok=True)
+        if os.path.exists(os.path.join(ready_dir, RELOAD_GATE)) and not _healthy(worker):
+            return  # told to stop while waiting: never ready
         with open(os.path.join(ready_dir, str(os.getpid())), "w") as mark:
             mark.write("ready\n")
+
+
+def _healthy(worker: object) -> bool:
+    """Until every check of /healthz passed in this worker (True), or it is told to stop."""
+    import time
+
+    from opentrace import health  # the worker has loaded the app; the master never runs this
+
+    reported: set[str] = set()
+    while getattr(worker, "alive", True):
+        results = health.run_checks()
+        failing = sorted(name for name, result in results.items() if result != "ok")
+        if not failing:
+            return True
+        if set(failing) != reported:
+            reported = set(failing)
+            worker.log.warning(  # type: ignore[attr-defined]
+                "new worker not taking requests until its checks pass: failing %s", ", ".join(failing)
+            )
+        worker.notify()  # type: ignore[attr-defined]  # alive for the master while it waits
+        time.sleep(1.0)
+    return False

@@ -1,22 +1,25 @@
 """Run OpenTrace locally with embedded defaults: `make run`.
 
-Prepares the database (migrations, the admin account), then supervises the processes a
-local install needs — the web server (gunicorn, the production server, with
-deploy/gunicorn.conf.py), the Celery worker with beat, the tracking flusher
-(`manage.py flush_events`, the one writer of tracked events into ClickHouse) and the host
-agent in `local` mode — restarting one that dies. SIGHUP (the agent's `local` preset sends
-it during `deploy`) reloads the web server gracefully with the checkout as it now is:
-gunicorn's master keeps the listening socket and forks workers of the new code beside the
-old ones (SIGTTIN); only once every new worker has loaded the app are the old ones retired
-(SIGTTOU: they finish their requests first), so no request is refused or cut during an
-update. Then the worker (warm shutdown: it finishes its task; queued ones wait in the
-broker) and the flusher restart. SIGINT/SIGTERM stop everything. The supervisor's pid is in
-`<DATA_DIR>/run/supervisor.pid`. OPENTRACE_RUN_WORKER=0 / OPENTRACE_RUN_FLUSHER=0 /
-OPENTRACE_RUN_AGENT=0 leave the worker / the flusher / the agent out (the end-to-end tests
-run their own agent); OPENTRACE_HOST / OPENTRACE_PORT choose the address, and the base URL
-in mails (password resets, notices) follows them unless OPENTRACE_BASE_URL is set. The
-agent, the worker and the flusher start once the web server answers, so the agent's first
-heartbeat is received (the admin would read "offline" until its next one otherwise).
+Prepares the database (migrations, the admin account), then supervises the processes a local
+install needs — the web server (gunicorn, the production server, with
+deploy/gunicorn.conf.py), the Celery worker with beat, the tracking flusher (`manage.py
+flush_events`, the one writer of tracked events into ClickHouse) and the host agent in
+`local` mode — restarting one that dies. SIGHUP (the agent's `local` preset sends it during
+`deploy`) reloads the web server gracefully with the checkout as it now is: gunicorn's
+master keeps the listening socket and forks workers of the new code beside the old ones
+(SIGTTIN); only once every new worker has loaded the app and passed the /healthz checks
+(before it takes a connection: deploy/gunicorn.conf.py) are the old ones retired (SIGTTOU:
+they finish their requests first), so no request is refused or cut during an update, and a
+release that is not healthy never answers one: its workers wait beside the old ones until
+the agent's rollback reloads the previous code, which retires them. Then the worker (warm
+shutdown: it finishes its task; queued ones wait in the broker) and the flusher restart.
+SIGINT/SIGTERM stop everything. The supervisor's pid is in `<DATA_DIR>/run/supervisor.pid`.
+OPENTRACE_RUN_WORKER=0 / OPENTRACE_RUN_FLUSHER=0 / OPENTRACE_RUN_AGENT=0 leave the worker /
+the flusher / the agent out (the end-to-end tests run their own agent); OPENTRACE_HOST /
+OPENTRACE_PORT choose the address, and the base URL in mails (password resets, notices)
+follows them unless OPENTRACE_BASE_URL is set. The agent, the worker and the flusher start
+once the web server answers, so the agent's first heartbeat is received (the admin would
+read "offline" until its next one otherwise).
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ WEB_READY_TIMEOUT = 60.0  # seconds to wait for the web server before starting t
 # process at a time. (Two were tried: under a load average of 40 the reload test saw two
 # connection resets; one worker passed it. WEB_CONCURRENCY=2 for more throughput.)
 WEB_WORKERS = int(os.environ.get("WEB_CONCURRENCY", "1"))
-RELOAD_TIMEOUT = 120.0  # seconds for the new workers to load before the web server is restarted instead
+RELOAD_TIMEOUT = 120.0  # seconds for the new workers to load and pass their checks
+RELOAD_GATE = "reloading"  # deploy/gunicorn.conf.py: new workers wait for their checks while it exists
 STOP_TIMEOUTS = {"web": 35.0, "worker": 60.0}  # gunicorn's graceful timeout; a task's warm shutdown
 
 
@@ -136,9 +140,15 @@ class Supervisor:
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False
         self.restart_requested = False
+        # Workers added by a reload whose code never passed its checks (retired by the next).
+        self.unready_workers = 0
 
     def start(self, name: str) -> None:
         cmd = commands()[name]
+        if name == "web":
+            # A new master serves what it loads (no old workers to keep): no gate, no leftovers.
+            (ready_dir() / RELOAD_GATE).unlink(missing_ok=True)
+            self.unready_workers = 0
         self.children[name] = subprocess.Popen(cmd, cwd=ROOT, env=child_env())
 
     def stop(self, name: str) -> None:
@@ -157,29 +167,47 @@ class Supervisor:
         self.start(name)
 
     def reload_web(self) -> None:
-        """New gunicorn workers with the checkout as it now is, then the old ones retired."""
+        """New gunicorn workers with the checkout as it now is, then the old ones retired.
+
+        The new workers take no connection until their /healthz checks pass (the gate file,
+        deploy/gunicorn.conf.py). Workers that never get there (a release that is not
+        healthy) are left waiting beside the old ones, which keep serving; the next reload
+        (the agent's rollback) retires them with the old ones once its own workers are ready.
+        """
         master = self.children.get("web")
         if master is None or master.poll() is not None:
             self.restart("web")
             return
         marks = ready_dir()
         marks.mkdir(parents=True, exist_ok=True)
-        before = set(os.listdir(marks))
+        (marks / RELOAD_GATE).write_text("reload\n")
+        before = set(os.listdir(marks)) - {RELOAD_GATE}
         for _ in range(WEB_WORKERS):
             master.send_signal(signal.SIGTTIN)  # one more worker, forked now: it imports the new code
             time.sleep(0.2)
         deadline = time.monotonic() + RELOAD_TIMEOUT
-        while len(set(os.listdir(marks)) - before) < WEB_WORKERS:
-            if master.poll() is not None or time.monotonic() > deadline:
-                print("run_local: the new web workers did not start; restarting the web server", flush=True)
+        while len(set(os.listdir(marks)) - before - {RELOAD_GATE}) < WEB_WORKERS:
+            if master.poll() is not None:
+                print("run_local: the web server exited during the reload; restarting it", flush=True)
                 self.restart("web")
                 return
+            if self.restart_requested or self.stopping or time.monotonic() > deadline:
+                # Not healthy (or superseded by the next reload): the old workers keep serving.
+                self.unready_workers += WEB_WORKERS
+                print(
+                    "run_local: the new web workers did not pass their checks; the old ones keep serving",
+                    flush=True,
+                )
+                return
             time.sleep(0.1)
-        for _ in range(WEB_WORKERS):
+        retire = WEB_WORKERS + self.unready_workers
+        for _ in range(retire):
             master.send_signal(signal.SIGTTOU)  # the oldest worker stops accepting and finishes its requests
             time.sleep(0.2)
+        self.unready_workers = 0
         for mark in before:
             (marks / mark).unlink(missing_ok=True)
+        (marks / RELOAD_GATE).unlink(missing_ok=True)
         print("run_local: the web server serves the current checkout", flush=True)
 
     def restart_app(self) -> None:

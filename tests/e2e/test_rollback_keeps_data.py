@@ -25,6 +25,7 @@ import pytest
 import requests
 
 from testing.e2e import IRREVERSIBLE_REASON
+from testing.prober import Prober
 
 pytestmark = pytest.mark.slow
 
@@ -143,12 +144,23 @@ def test_a_healthcheck_failure_reverts_the_migrations_and_keeps_every_tracked_ev
     key = tracking_key(site)
     site.release("1.2.0", breakage="healthcheck")
 
+    # Every /healthz answer during the update, by whom: the broken release must answer none.
+    healthz = Prober(f"{site.url}/healthz", 0.1, timeout=30)
     with TrackingLoad(site.url, key) as load:
+        healthz.thread.start()
         run_id = site.install("1.2.0")
         run = site.wait_finished(run_id, timeout=300)
         time.sleep(2)  # and a little after it, on the old release again
+        healthz.stop.set()
+    healthz.thread.join()
 
     assert (run["status"], run["failed_step"]) == ("rolled_back", "healthcheck"), site.logs()
+    # Its gunicorn workers waited for their checks and never took a connection (the gate of
+    # deploy/gunicorn.conf.py): every answer came from 1.1.5, none from 1.2.0 or its failing check.
+    answers = {what for _, _, what in healthz.samples}
+    assert len(healthz.samples) > 50
+    assert not [what for what in answers if "1.2.0" in what or "e2e" in what], sorted(answers)
+    assert "200 1.1.5" in answers
     steps = [s["name"] for s in run["steps"]]
     assert steps.index("migrate") < steps.index("deploy") < steps.index("healthcheck")
     rollback = rollback_message(run)
