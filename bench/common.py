@@ -264,7 +264,28 @@ def agent_command(project: Project, backend_url: str, command: str = "once") -> 
 
 
 def agent_env(secret: str, **extra: str) -> dict[str, str]:
-    return agent.agent_env(secret, **{"OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT": "5", **extra})
+    """The agent's environment, reading the offers from this process's loopback registry.
+
+    With no keys pinned the agent fetches the registry itself to check a trigger's offer
+    (SPEC §5); without this it would look up the default public registry and reject every run.
+    """
+    registry_url = shared_registry().url(REGISTRY_PATH)
+    return agent.agent_env(
+        secret,
+        **{"OPENTRACE_AGENT_HEALTHCHECK_TIMEOUT": "5", "OPENTRACE_REGISTRY_URL": registry_url, **extra},
+    )
+
+
+_registry: RegistryServer | None = None
+
+
+def shared_registry() -> RegistryServer:
+    """One loopback registry for the benchmark's whole process: `offer()` serves each offered
+    document there, and the agents `agent_env()` configures read it."""
+    global _registry
+    if _registry is None:
+        _registry = start_registry_server()
+    return _registry
 
 
 class HealthProxy:
@@ -358,7 +379,8 @@ def offer(
 
     `registry`: a server that outlives the check and keeps serving the document at
     `REGISTRY_PATH`, for an agent that reads the registry itself (no keys pinned: it fetches
-    its OPENTRACE_REGISTRY_URL to check the offer, SPEC §5); else one only for the check.
+    its OPENTRACE_REGISTRY_URL to check the offer, SPEC §5); by default the process's
+    `shared_registry()`, which `agent_env()` points the agents at.
 
     With `heartbeat_to` (the backend's URL), a signed heartbeat also tells the backend an
     agent is there, for benchmarks that start theirs (`once`) only once the trigger is written.
@@ -368,16 +390,11 @@ def offer(
     from updates.checking import run_check
     from updates.models import RegistryCheck
 
-    kept = registry is not None
-    server = registry or start_registry_server()
+    server = registry or shared_registry()
     document = respond(manifest(version), headers={"Content-Type": "application/json"})
     url = server.serve(REGISTRY_PATH, document)
-    try:
-        with override_settings(OPENTRACE_REGISTRY_URL=url):
-            check = run_check(RegistryCheck.Trigger.COMMAND)
-    finally:
-        if not kept:
-            server.close()
+    with override_settings(OPENTRACE_REGISTRY_URL=url):
+        check = run_check(RegistryCheck.Trigger.COMMAND)
     if check.outcome == RegistryCheck.Outcome.FAILED:
         raise SystemExit(f"the registry check for {version} failed: {check.error}")
     if heartbeat_to is not None:
