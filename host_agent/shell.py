@@ -12,6 +12,14 @@ LogSink = Callable[[str, list[str]], None]
 TAIL = 200
 
 
+class CommandFailed(StepFailed):
+    """A command of the step exited non-zero; `returncode` says how (a contract's exit status)."""
+
+    def __init__(self, step: str, message: str, returncode: int) -> None:
+        super().__init__(step, message)
+        self.returncode = returncode
+
+
 def run_command(
     step: str,
     argv: list[str],
@@ -45,7 +53,9 @@ def run_command(
         log(step, lines[-TAIL:])
     if done.returncode != 0:
         tail = "\n".join(lines[-15:])
-        raise StepFailed(step, f"{describe(argv)} exited with {done.returncode}: {tail}"[-3000:])
+        raise CommandFailed(
+            step, f"{describe(argv)} exited with {done.returncode}: {tail}"[-3000:], done.returncode
+        )
     return lines
 
 

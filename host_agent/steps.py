@@ -15,6 +15,7 @@ from pathlib import Path
 
 from contract import events
 from contract.events import StepName
+from contract.migrations import INCOMPATIBLE, STATE_KEYS
 from contract.registry import parse_version
 from host_agent.backend import BackendClient
 from host_agent.backup import (
@@ -31,6 +32,7 @@ from host_agent.errors import StepFailed
 from host_agent.git import Git
 from host_agent.journal import Journal, RunRecord
 from host_agent.presets import Preset
+from host_agent.shell import CommandFailed
 
 # SPEC §7: `migrate` runs while the old release still serves, so the release's migrations
 # must be backward compatible with it; `build` checks that before anything in the databases
@@ -157,40 +159,43 @@ def _file_at(git: Git, ref: str, path: str) -> str | None:
 
 def build(ctx: StepContext) -> str:
     done = [ctx.preset.build("build", ctx.record.requirements_changed)]
-    done.append(check_migrations(ctx))
-    done.append(save_migration_state(ctx))
+    done.append(check_and_save_migration_state(ctx))
     return "; ".join(done)
 
 
-def check_migrations(ctx: StepContext) -> str:
-    """Refuse, before the databases change, migrations the running release cannot live with."""
-    if ctx.downtime:
-        return (
-            "the registry entry declares downtime: its migrations are not checked for backward compatibility"
-        )
+def check_and_save_migration_state(ctx: StepContext) -> str:
+    """Refuse, before the databases change, migrations the running release cannot live with;
+    then save `migrate_all --state`: what a rollback reverts to (SPEC §7). One command does both.
+    """
+    check = not ctx.downtime
     try:
-        return ctx.preset.check_migrations("build")
-    except StepFailed as exc:
+        state = ctx.preset.migration_state("build", check_compatible=check)
+    except CommandFailed as exc:
+        if exc.returncode != INCOMPATIBLE:
+            raise
         raise StepFailed(
             "build",
             f"refused: {ctx.record.target_version}'s migrations are not backward compatible with the "
             f"running {ctx.record.from_version} and its registry entry does not declare downtime; "
             f"nothing was migrated ({exc.message})",
         ) from None
-
-
-def save_migration_state(ctx: StepContext) -> str:
-    """`migrate_all --state` before `migrate`: what a rollback reverts to (SPEC §7)."""
-    state = ctx.preset.migration_state("build")
     try:
         parsed = json.loads(state)
     except ValueError:
         parsed = None
-    if not (isinstance(parsed, dict) and set(parsed) == {"django", "clickhouse"}):
+    if not (isinstance(parsed, dict) and set(parsed) == STATE_KEYS):
         raise StepFailed("build", f"`migrate_all --state` printed no migration state: {state[:200]!r}")
     ctx.record.migration_state = state
     ctx.journal.save(ctx.record)
-    return "migration state saved"
+    if check:
+        return (
+            "its Django and ClickHouse migrations pass the backward-compatibility checks; "
+            "migration state saved"
+        )
+    return (
+        "the registry entry declares downtime: its migrations are not checked for backward compatibility; "
+        "migration state saved"
+    )
 
 
 def deploy(ctx: StepContext) -> str:

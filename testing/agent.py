@@ -49,6 +49,12 @@ if os.environ.get("FAKE_PAUSE") in (cmd, "argv:" + " ".join(sys.argv[1:])):
         time.sleep(0.05)
 fail = os.environ.get("FAKE_FAIL", "")
 version = Path("VERSION").read_text().strip()
+lint_fail = os.environ.get("FAKE_LINT_FAIL")
+if "--check-compatible" in sys.argv and lint_fail in (f"django:{version}", f"clickhouse:{version}"):
+    # The exit status contract.migrations.INCOMPATIBLE, after the linter's report.
+    print("(fake, 0002_remove_text)... ERR\n\tDROPPING columns (table: fake_note, column: text)")
+    print("CommandError: not backward compatible with the running release")
+    sys.exit(3)
 if cmd == "migrate_all" and "--state" in sys.argv:
     # The fake app's "migrations" are the rows of its schema table (SPEC §9's JSON shape).
     db = sqlite3.connect(data / "opentrace.sqlite3")
@@ -70,9 +76,6 @@ if cmd == "migrate_all" and "--revert-to" in sys.argv:
     print("ClickHouse: reverted nothing to revert")
     print("Django: reverted " + (", ".join("fake." + v for v in gone) or "nothing to revert"))
     sys.exit(0)
-if cmd in ("lintmigrations", "clickhouse_migrate") and os.environ.get("FAKE_LINT_FAIL") == f"{cmd}:{version}":
-    print("(fake, 0002_remove_text)... ERR\n\tDROPPING columns (table: fake_note, column: text)")
-    sys.exit(1)
 if cmd in ("migrate_all", "migrate"):
     db = sqlite3.connect(data / "opentrace.sqlite3")
     db.execute("CREATE TABLE IF NOT EXISTS schema (version TEXT)")

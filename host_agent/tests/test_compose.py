@@ -96,11 +96,7 @@ PSQL = [
 OLD_WEB = "sha256:" + "a1" * 32
 # manage.py in a one-off container of the new image (migrations run before `deploy`).
 NEW_CODE = [*COMPOSE, "run", "--rm", "--no-deps", "-T", "manage", "python", "manage.py"]
-CHECKS = [
-    [*NEW_CODE, "lintmigrations", "--unapplied-migrations", "--quiet", "ok", "ignore"],
-    [*NEW_CODE, "clickhouse_migrate", "lint"],
-    [*NEW_CODE, "migrate_all", "--state"],
-]
+CHECKS = [[*NEW_CODE, "migrate_all", "--state", "--check-compatible"]]
 
 
 class FakeEngine:

@@ -41,7 +41,7 @@ def test_the_state_is_saved_before_migrate_and_reverted_to_after_a_healthcheck_f
     assert backend.final_state(run_id) == "rolled_back"
     log = project.manage_log()
     assert (
-        log.index("migrate_all --state")
+        log.index("migrate_all --state --check-compatible")
         < log.index("migrate --noinput")
         < log.index("migrate_all --revert-to -")
     )
@@ -111,7 +111,7 @@ def test_a_failure_at_migrate_leaves_the_old_release_serving_without_a_restart(p
 def test_a_release_whose_migrations_fail_the_linter_is_refused_before_anything_changes(project, backend):
     run_id = write_trigger(project, trigger_fields("1.2.0"))
 
-    done = run_agent(project, backend, FAKE_LINT_FAIL="lintmigrations:1.2.0")
+    done = run_agent(project, backend, FAKE_LINT_FAIL="django:1.2.0")
 
     assert done.returncode == 1
     assert backend.final_state(run_id) == "failed"
@@ -122,7 +122,10 @@ def test_a_release_whose_migrations_fail_the_linter_is_refused_before_anything_c
     )
     assert "DROPPING columns" in refused
     assert ("migrate", "skipped") in steps(backend, run_id)
-    assert not [line for line in project.manage_log() if line.split()[0] in ("migrate", "migrate_all")]
+    # One command checked the migrations; none changed the database.
+    assert [line for line in project.manage_log() if line.split()[0] in ("migrate", "migrate_all")] == [
+        "migrate_all --state --check-compatible"
+    ]
     assert schema_rows(project) is None
     assert project.head() == project.commits["1.1.5"]
     assert project.served() == "1.1.5"
@@ -131,7 +134,7 @@ def test_a_release_whose_migrations_fail_the_linter_is_refused_before_anything_c
 def test_a_clickhouse_migration_that_fails_our_lint_is_refused_too(project, backend):
     run_id = write_trigger(project, trigger_fields("1.2.0"))
 
-    done = run_agent(project, backend, FAKE_LINT_FAIL="clickhouse_migrate:1.2.0")
+    done = run_agent(project, backend, FAKE_LINT_FAIL="clickhouse:1.2.0")
 
     assert done.returncode == 1
     assert backend.final_state(run_id) == "failed"
@@ -144,9 +147,10 @@ def test_a_release_that_declares_downtime_is_not_checked(project, backend):
     manifest["releases"][0]["downtime"] = True
     run_id = write_trigger(project, trigger_fields("1.2.0", manifest=json.dumps(manifest).encode()))
 
-    done = run_agent(project, backend, FAKE_LINT_FAIL="lintmigrations:1.2.0")
+    done = run_agent(project, backend, FAKE_LINT_FAIL="django:1.2.0")
 
     assert done.returncode == 0, done.stderr
     assert backend.final_state(run_id) == "succeeded"
     assert "declares downtime" in message(backend, run_id, "build", "succeeded")
-    assert "lintmigrations" not in " ".join(project.manage_log())
+    assert "migrate_all --state" in project.manage_log()  # the state is still saved, unchecked
+    assert "--check-compatible" not in " ".join(project.manage_log())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
+from contract.migrations import INCOMPATIBLE, STATE_KEYS
 from testing.clickhouse import cli, query
 from testing.helpers import clean_env, manage
 
@@ -103,3 +105,56 @@ def test_migrate_all_prints_one_summary(engine):
         f"Django ({connection.vendor}): already up to date",
         "ClickHouse: applied 2 migration(s): 0001_events, 0002_system_logs",
     ]
+
+
+# --- `--state --check-compatible`: what the host agent runs once before `migrate` ---------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_compatibility_check_passes_the_shipped_migrations_and_prints_the_state_last(engine):
+    result = cli("migrate_all", "--state", "--check-compatible")
+
+    assert result.code == 0, result.text
+    state = json.loads(result.out.strip().splitlines()[-1])
+    assert set(state) == STATE_KEYS
+    assert "0001_initial" in state["django"]["updates"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_django_migration_that_drops_a_column_is_refused_with_the_linters_report(engine):
+    with override_settings(
+        MIGRATION_MODULES={"opentrace": "tests.clickhouse.incompatible_django_migrations"}
+    ):
+        result = cli("migrate_all", "--state", "--check-compatible")
+        plain = cli("migrate_all", "--state")  # a downtime release: not checked, the state still saved
+
+    assert result.code == INCOMPATIBLE, result.text
+    assert "0001_drop_a_column" in result.err
+    assert "DROPPING columns" in result.err
+    assert "the Django migrations fail the checks" in result.err
+    assert result.out == ""  # no state: the agent saves none for a refused release
+    assert plain.code == 0, plain.text
+    assert set(json.loads(plain.out.strip().splitlines()[-1])) == STATE_KEYS
+    assert "severity" in [column.name for column in connection.introspection.get_table_description(
+        connection.cursor(), "updates_updaterun"
+    )]  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_destructive_clickhouse_migration_is_refused_and_named(engine, migrations):
+    migrations.write(
+        "0001_drop.sql", "DROP TABLE IF EXISTS ${db}.events${on_cluster};\n-- irreversible: a test\n"
+    )
+
+    result = cli("migrate_all", "--state", "--check-compatible")
+
+    assert result.code == INCOMPATIBLE, result.text
+    assert "0001_drop.sql" in result.err
+    assert "the ClickHouse migrations fail the checks" in result.err
+
+
+def test_check_compatible_goes_with_state():
+    result = cli("migrate_all", "--check-compatible")
+
+    assert result.code == 1
+    assert "--check-compatible goes with --state" in result.err

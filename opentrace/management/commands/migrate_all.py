@@ -6,7 +6,10 @@ step and `make run` call this command. It prints one summary and exits non-zero 
 migration that failed. It is never run from `post_migrate`: ClickHouse changes only when an
 operator or the agent asks for it.
 
-`--state` prints the applied migrations of both databases as JSON, and `--revert-to FILE`
+`--state` prints the applied migrations of both databases as JSON (with `--check-compatible`,
+after the backward-compatibility checks: `lintmigrations --unapplied-migrations`, then the
+ClickHouse lint, exiting `contract.migrations.INCOMPATIBLE` when they fail; the host agent
+runs both in one container before `migrate`), and `--revert-to FILE`
 (`-` reads standard input) undoes everything applied since such a state, ClickHouse first,
 exiting 1 naming the first irreversible migration without changing anything when one is in
 the way (SPEC §9; `opentrace.migration_state`). The host agent saves the state before its
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import sys
 from argparse import ArgumentParser
+from contextlib import redirect_stdout
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -27,10 +31,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
+from contract.migrations import INCOMPATIBLE
 from opentrace import migration_state
 from opentrace.clickhouse import client as clickhouse
 from opentrace.clickhouse import migrator
+from opentrace.clickhouse.catalog import load_migrations
 from opentrace.clickhouse.errors import MigrationError
+from opentrace.clickhouse.lint import lint
 from opentrace.clickhouse.lock import migration_lock
 from opentrace.management.commands.clickhouse_migrate import add_lock_timeout, lock_timeout, one_line
 from opentrace.redact import redact
@@ -57,6 +64,12 @@ class Command(BaseCommand):
             metavar="FILE",
             help="undo every migration applied since the state in FILE (printed by --state; - for stdin)",
         )
+        parser.add_argument(
+            "--check-compatible",
+            action="store_true",
+            help=f"with --state: first check that the unapplied migrations are backward compatible "
+            f"(exit {INCOMPATIBLE} when they are not)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         verbose = options["verbosity"] > 1
@@ -66,8 +79,12 @@ class Command(BaseCommand):
                 self.stdout.write(message)
 
         vendor = connections[DEFAULT_DB_ALIAS].vendor
+        if options["check_compatible"] and not options["state"]:
+            raise CommandError("--check-compatible goes with --state")
         try:
             if options["state"]:
+                if options["check_compatible"]:
+                    self.check_compatible()
                 self.stdout.write(json.dumps(migration_state.current(), sort_keys=True))
                 return
             if options["revert_to"]:
@@ -92,6 +109,34 @@ class Command(BaseCommand):
         else:
             django_line = f"Django ({vendor}): already up to date"
         self.stdout.write(f"{django_line}\n{outcome.message}")
+
+    def check_compatible(self) -> None:
+        """django-migration-linter on the unapplied Django migrations, then the ClickHouse lint.
+
+        The linter prints its report; it goes to stderr, so that the state stays the last
+        line of stdout. Both run, so that a refusal names every problem at once.
+        """
+        report = StringIO()
+        failed = []
+        with redirect_stdout(report):
+            try:
+                call_command("lintmigrations", "--unapplied-migrations", "--quiet", "ok", "ignore")
+            except SystemExit as exc:  # the linter exits 1 when a migration is not backward compatible
+                if exc.code:
+                    failed.append("Django")
+        if lines := report.getvalue().strip():
+            self.stderr.write(lines)
+        problems = lint(load_migrations())
+        for problem in problems:
+            self.stderr.write(str(problem))
+        if problems:
+            failed.append("ClickHouse")
+        if failed:
+            raise CommandError(
+                f"not backward compatible with the running release: the {' and '.join(failed)} "
+                "migrations fail the checks (docs/migrations.md)",
+                returncode=INCOMPATIBLE,
+            )
 
     def read_state(self, source: str) -> str:
         try:
