@@ -57,7 +57,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Each build leaves the builder stage and superseded images dangling: remove them (this
+    """Each build leaves superseded images dangling: remove them (this
     engine serves only these tests), so repeated runs do not fill the disk."""
     if _ran_here(session) and _skip_reason() is None:
         subprocess.run(["docker", "image", "prune", "-f"], capture_output=True, timeout=600, check=False)

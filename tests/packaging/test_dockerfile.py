@@ -29,13 +29,23 @@ def test_the_base_image_defaults_to_the_official_slim_python_and_can_be_replaced
     preamble = instructions(stages()[0])
     assert "ARG BASE_IMAGE=python:3.11-slim-bookworm" in preamble
     froms = re.findall(r"^FROM (\S+) AS (\w+)", DOCKERFILE, flags=re.MULTILINE)
-    assert froms == [("${BASE_IMAGE}", "builder"), ("${BASE_IMAGE}", "runtime")]
+    assert froms == [("${BASE_IMAGE}", "runtime")]
 
 
-def test_the_runtime_stage_copies_only_the_venv_from_the_builder():
+def test_requirements_are_installed_in_a_layer_that_only_the_requirement_files_invalidate():
+    """The cache keeps the dependency layer across releases that leave requirements.txt alone:
+    the install comes before the code is copied, and copies nothing but the requirement files."""
     runtime = instructions(stages()[-1])
-    assert "COPY --from=builder /opt/venv /opt/venv" in runtime
-    assert not [line for line in runtime if line.startswith("RUN") and "pip install" in line]
+    install = next(i for i, line in enumerate(runtime) if line.startswith("RUN") and "pip install" in line)
+    copies = [(i, line) for i, line in enumerate(runtime) if line.startswith("COPY ")]
+    assert [line for i, line in copies if i < install] == [
+        "COPY requirements.txt requirements-embedded.txt /tmp/requirements/"
+    ]
+    assert [line for i, line in copies if i > install] == ["COPY . /app"]
+    assert "rm -rf /tmp/requirements" in runtime[install]
+    assert "pip uninstall --yes --quiet pip setuptools" in runtime[install]
+    # No `COPY --from`: the engine hashes a copied tree on every build to find it in its cache.
+    assert not [line for line in runtime if line.startswith("COPY --from")]
 
 
 def test_the_app_runs_as_a_non_root_user():
@@ -53,9 +63,9 @@ def test_no_compiler_or_dev_package_is_installed():
 
 def test_only_production_requirements_are_installed_by_default():
     assert "requirements-dev.txt" not in DOCKERFILE
-    builder = instructions(stages()[1])
-    assert 'ARG EXTRA_REQUIREMENTS=""' in builder
-    (install,) = [line for line in builder if "pip install" in line]
+    runtime = instructions(stages()[-1])
+    assert 'ARG EXTRA_REQUIREMENTS=""' in runtime
+    (install,) = [line for line in runtime if "pip install" in line]
     assert "-r /tmp/requirements/requirements.txt" in install
     # requirements-embedded.txt is reachable only through the test-only, empty-by-default arg.
     assert "requirements-embedded.txt" not in install

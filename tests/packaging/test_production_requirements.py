@@ -1,6 +1,6 @@
 """requirements.txt is what the production image installs: pinned, and complete on its own.
 
-The slow test installs it into a fresh venv from PyPI (as the Dockerfile's builder does:
+The slow test installs it into a fresh venv from PyPI (as the Dockerfile does:
 wheels only) and starts Django with production settings there, proving that neither the
 embedded engine (chdb) nor a test tool is needed at run time.
 """
