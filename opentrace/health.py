@@ -187,8 +187,19 @@ _last: tuple[float, dict[str, str]] | None = None
 healthy_once = threading.Event()
 
 
+def _fresh(last: tuple[float, dict[str, str]] | None) -> bool:
+    """Results still good to give: passing ones for HEALTH_CACHE_SECONDS, failing ones for
+    HEALTH_RETRY_SECONDS (a recovering dependency, or a new release, is seen again soon)."""
+    if last is None:
+        return False
+    passing = all(result == "ok" for result in last[1].values())
+    ttl = settings.HEALTH_CACHE_SECONDS if passing else settings.HEALTH_RETRY_SECONDS
+    return time.monotonic() - last[0] < min(ttl, settings.HEALTH_CACHE_SECONDS)
+
+
 def recent_checks() -> dict[str, str]:
-    """`run_checks()`, run at most once every HEALTH_CACHE_SECONDS by this process.
+    """`run_checks()`, run at most once every HEALTH_CACHE_SECONDS by this process while
+    they pass, and every HEALTH_RETRY_SECONDS once one failed.
 
     A proxy, the agent and monitors may ask many times a second; each run opens ClickHouse
     (about 0.1 s for the embedded engine, seconds while another process holds it). One
@@ -196,17 +207,17 @@ def recent_checks() -> dict[str, str]:
     holding a server thread each (only the very first callers wait for a first result).
     """
     global _last
-    ttl = settings.HEALTH_CACHE_SECONDS
-    if ttl <= 0:
+    if settings.HEALTH_CACHE_SECONDS <= 0:
         return run_checks()
     last = _last
-    if last is not None and time.monotonic() - last[0] < ttl:
+    if _fresh(last):
+        assert last is not None
         return last[1]
     if not _refreshing.acquire(blocking=last is None):
         assert last is not None
         return last[1]
     try:
-        if _last is not None and _last is not last and time.monotonic() - _last[0] < ttl:
+        if _last is not None and _last is not last and _fresh(_last):
             return _last[1]  # another caller refreshed while this one waited for the first run
         results = run_checks()
         _last = (time.monotonic(), results)

@@ -31,7 +31,13 @@ DATA_DIR = CONFIG.data_dir
 DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 OPENTRACE_VERSION = running_version()
 OPENTRACE_DRAIN_FILE = CONFIG.drain_file
-HEALTH_CACHE_SECONDS = 1.0  # /healthz runs its checks at most this often per process
+# /healthz runs its checks at most this often per process while they pass, and again after
+# HEALTH_RETRY_SECONDS once one failed (opentrace/health.py). The embedded engine admits one
+# process at a time and holds Python's GIL while it opens: each run of the checks there
+# keeps the engine from the agent's one-off commands and stalls the worker for a moment
+# (0.1-0.3 s, seconds on a busy host), so passing results are kept longer.
+HEALTH_CACHE_SECONDS = 5.0 if CONFIG.clickhouse.embedded else 1.0
+HEALTH_RETRY_SECONDS = 1.0
 
 DEBUG = CONFIG.debug
 SECRET_KEY = CONFIG.secret_key or generated.secret_key(DATA_DIR)

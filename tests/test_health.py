@@ -239,6 +239,29 @@ def test_a_draining_web_process_is_not_ready_but_still_alive_and_serving(client,
         assert client.get("/healthz").status_code == 200
 
 
+def test_a_failure_is_not_kept_as_long_as_a_pass(client):
+    """A recovering dependency (or a new release waiting to be admitted) is seen again at once
+    when the retry interval is over, however long passing results are kept."""
+    url = f"redis://127.0.0.1:{closed_port()}/0"
+    with override_settings(HEALTH_CACHE_SECONDS=60, HEALTH_RETRY_SECONDS=0):
+        with override_settings(CELERY_BROKER_URL=url, CELERY_BROKER_TRANSPORT_OPTIONS={}):
+            assert client.get("/healthz").status_code == 503
+        assert client.get("/healthz").status_code == 200  # run again: the failure was not kept
+        with override_settings(CELERY_BROKER_URL=url, CELERY_BROKER_TRANSPORT_OPTIONS={}):
+            assert client.get("/healthz").status_code == 200  # the pass is kept
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"), [("chdb://{tmp}/ch", "5.0 1.0"), ("http://127.0.0.1:8123", "1.0 1.0")]
+)
+def test_passing_results_are_kept_longer_with_the_embedded_engine(tmp_path, url, kept):
+    env = clean_env(CLICKHOUSE_URL=url.format(tmp=tmp_path), OPENTRACE_DATA_DIR=str(tmp_path / "data"))
+    code = "from django.conf import settings as s; print(s.HEALTH_CACHE_SECONDS, s.HEALTH_RETRY_SECONDS)"
+    done = manage("shell", "-c", code, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-2:] == kept.split()
+
+
 def test_results_are_shared_for_a_moment_between_callers(client):
     url = f"redis://127.0.0.1:{closed_port()}/0"
     with override_settings(HEALTH_CACHE_SECONDS=60):
