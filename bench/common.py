@@ -348,9 +348,14 @@ class HealthProxy:
         self.server.server_close()
 
 
-def manifest(version: str) -> bytes:
+def manifest(version: str, downtime_seconds: int | None = None) -> bytes:
+    """A registry document offering `version`; with `downtime_seconds`, a release that
+    declares downtime (`"downtime": true`) of about that long."""
+    release: dict[str, object] = {"version": version}
+    if downtime_seconds is not None:
+        release.update(downtime=True, downtime_seconds=downtime_seconds)
     return json.dumps(
-        {"schema": 1, "project": "opentrace", "meta_version": 1, "releases": [{"version": version}]}
+        {"schema": 1, "project": "opentrace", "meta_version": 1, "releases": [release]}
     ).encode()
 
 
@@ -372,7 +377,12 @@ REGISTRY_PATH = "/v.json"
 
 
 def offer(
-    version: str, *, heartbeat_to: str | None = None, secret: str = "", registry: RegistryServer | None = None
+    version: str,
+    *,
+    heartbeat_to: str | None = None,
+    secret: str = "",
+    registry: RegistryServer | None = None,
+    downtime_seconds: int | None = None,
 ) -> None:
     """Make `version` the offered release: a real registry check (after setup_django())
     against a loopback registry serving `manifest(version)`.
@@ -391,7 +401,7 @@ def offer(
     from updates.models import RegistryCheck
 
     server = registry or shared_registry()
-    document = respond(manifest(version), headers={"Content-Type": "application/json"})
+    document = respond(manifest(version, downtime_seconds), headers={"Content-Type": "application/json"})
     url = server.serve(REGISTRY_PATH, document)
     with override_settings(OPENTRACE_REGISTRY_URL=url):
         check = run_check(RegistryCheck.Trigger.COMMAND)

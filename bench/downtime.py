@@ -17,6 +17,13 @@ latencies over the run and during the swap (`deploy`, `rollback`), and for the t
 prober how many acknowledged events are missing from ClickHouse at the end.
 
     .venv/bin/python bench/downtime.py [--interval 0.05] [--keep]
+    .venv/bin/python bench/downtime.py --downtime   # one update to a release declaring downtime
+
+`--downtime` updates to a release whose registry entry declares downtime (about 30 s) and
+whose Django migration takes 8 s: the dashboard answers the maintenance page (its failures,
+on purpose) while the old release is stopped; the tracking endpoint must fail nothing and
+lose nothing, and the run's `healthcheck` step must report the downtime it measured
+(bench/results/downtime_release.json).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,6 +100,12 @@ SCENARIOS: tuple[tuple[str, str | None], ...] = (
     ("1.2.0", None),
 )
 SWAP_STEPS = ("deploy", "rollback")
+# --downtime: a release that declares downtime (its registry entry: "downtime": true), with a
+# Django migration that takes 8 s. The dashboard's failures are then its maintenance page
+# (503, Retry-After), on purpose; the tracking endpoint must still lose nothing.
+DOWNTIME_SCENARIOS: tuple[tuple[str, str | None], ...] = (("1.2.0", "slow"),)
+DECLARED_DOWNTIME_SECONDS = 30
+REPORTED_DOWNTIME = re.compile(r"downtime ([0-9.]+) s")
 
 
 def prober_figures(
@@ -195,6 +209,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between requests of one prober")
     parser.add_argument("--keep", action="store_true", help="keep the temp install for inspection")
+    parser.add_argument(
+        "--downtime",
+        action="store_true",
+        help="one update to a release that declares downtime instead of the three updates",
+    )
     args = parser.parse_args()
     from testing.e2e import add_release
 
@@ -243,9 +262,10 @@ def main() -> int:
 
         admin = get_user_model().objects.filter(is_superuser=True).first()
         key = Project.objects.create(name="downtime probe").write_key
-        for version, breakage in SCENARIOS:
+        for version, breakage in DOWNTIME_SCENARIOS if args.downtime else SCENARIOS:
             add_release(upstream, version, breakage)
-            common.offer(version, registry=registry)
+            declared = DECLARED_DOWNTIME_SECONDS if args.downtime else None
+            common.offer(version, registry=registry, downtime_seconds=declared)
             probers = {
                 "GET /admin/login/": Prober(base + "/admin/login/", args.interval, reads_version=False),
                 "GET /healthz": Prober(base + "/healthz", args.interval),
@@ -301,7 +321,20 @@ def main() -> int:
                     },
                 }
             )
+            if args.downtime:
+                said = {s["name"]: s.get("message", "") for s in run.step_timeline()}.get("healthcheck", "")
+                found = REPORTED_DOWNTIME.search(said or "")
+                results[-1]["declared_downtime_seconds"] = declared
+                results[-1]["reported_downtime_seconds"] = float(found.group(1)) if found else None
+                results[-1]["healthcheck_message"] = said
             print_update(results[-1])
+            if args.downtime:
+                login = results[-1]["probers"]["GET /admin/login/"]
+                print(
+                    f"declared downtime about {declared} s; the run reported "
+                    f"{results[-1]['reported_downtime_seconds']} s; the dashboard answered its "
+                    f"maintenance page for {login['longest_failure_s']:.1f} s"
+                )
             if run.status == "succeeded":
                 current = version
         stored = stored_event_ids(checkout, env)
@@ -329,8 +362,29 @@ def main() -> int:
             print(f"kept {tmp}")
     if not results:
         return 1
-    failed = sum(p["failed_probes"] for r in results for p in r["probers"].values())
     lost = sum(r["probers"]["POST /api/track"]["acknowledged_lost"] for r in results)
+    if args.downtime:
+        # The dashboard's maintenance page is the declared downtime; the tracking endpoint and
+        # the update's record must lose nothing, and the run must say how long it was down.
+        failed = sum(r["probers"]["POST /api/track"]["failed_probes"] for r in results)
+        reported = all(r.get("reported_downtime_seconds") is not None for r in results)
+        common.write_results(
+            "downtime_release",
+            {
+                "_machine_at_start": at_start,
+                "updates": results,
+                "target": "the dashboard down only while it migrates (maintenance page), the run reports "
+                "how long; 0 failed POST /api/track and 0 acknowledged events lost",
+                "failed_requests": failed,
+                "acknowledged_lost": lost,
+                "met": failed == 0 and lost == 0 and reported,
+            },
+            started,
+        )
+        print(f"\nthe downtime release: {failed} failed POST /api/track, {lost} acknowledged events lost")
+        succeeded = [r["outcome"] for r in results] == ["succeeded"]
+        return 0 if succeeded and reported and failed == 0 and lost == 0 else 1
+    failed = sum(p["failed_probes"] for r in results for p in r["probers"].values())
     common.write_results(
         "downtime",
         {
