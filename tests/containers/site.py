@@ -149,18 +149,27 @@ class ComposeSite(AdminClient):
                 return seen
             time.sleep(1.0)
 
-    def release(self, version: str, breakage: str | None = None) -> str:
-        """Publish v<version> upstream, offer it in the registry and have OpenTrace check it."""
+    def release(self, version: str, breakage: str | None = None, downtime_seconds: int | None = None) -> str:
+        """Publish v<version> upstream, offer it in the registry and have OpenTrace check it.
+
+        `downtime_seconds`: the registry entry declares downtime (`"downtime": true`) of
+        about that long."""
         commit = add_release(self.upstream, version, breakage)
         self.meta_version += 1
+        entry: dict[str, object] = {
+            "version": version,
+            "git_tag": f"v{version}",
+            "git_commit": commit,
+            "notes": "compose",
+        }
+        if downtime_seconds is not None:
+            entry.update(downtime=True, downtime_seconds=downtime_seconds)
         document = {
             "schema": 1,
             "project": "opentrace",
             "meta_version": self.meta_version,
             "expires": EXPIRES,
-            "releases": [
-                {"version": version, "git_tag": f"v{version}", "git_commit": commit, "notes": "compose"}
-            ],
+            "releases": [entry],
         }
         folder = self.data_dir / REGISTRY_DIR
         folder.mkdir(mode=0o755, exist_ok=True)
