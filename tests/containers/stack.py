@@ -220,8 +220,27 @@ class Stack:
             return error.code, error.read()
 
     def healthz(self) -> tuple[int, dict]:
+        """The status and JSON body of /healthz; a body that is not JSON (the proxy's HTML
+        maintenance page while no web container is ready) as `{"body": <its start>}`."""
         status, body = self.get("/healthz")
-        return status, json.loads(body)
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, {"body": body[:300].decode("utf-8", "replace")}
+
+    def settled_healthz(self, timeout: float = 30) -> tuple[int, dict]:
+        """/healthz once it answers 200, or what it answered last after `timeout`.
+
+        Right after a start the proxy can count the web container down again for a moment
+        (a readiness check answered by a worker whose own checks have not passed yet, while
+        the embedded engine is held by another process): a state is judged on what /healthz
+        settles on, not on one probe (as tests/containers/site.py's settled_health)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.healthz()
+            if seen[0] == 200 or time.monotonic() > deadline:
+                return seen
+            time.sleep(1.0)
 
     def wait_for_healthz(self, timeout: float = 300) -> float:
         """Seconds until /healthz answers 200."""
